@@ -1,0 +1,21 @@
+# Start and stop a headless PulseAudio server (sourced by .ci/run; usable by hand too).
+# Works as root without D-Bus: the native protocol on a socket in $XDG_RUNTIME_DIR, a null
+# sink as the default device so PortAudio's ALSA "pulse"/"default" devices always have one.
+start_soundserver() {
+    if pactl info >/dev/null 2>&1; then
+        echo "sound server already running"; return 0
+    fi
+    pulseaudio -n --daemonize=no --exit-idle-time=-1 --disallow-exit \
+        --load=module-native-protocol-unix \
+        --load="module-null-sink sink_name=ci_default_sink" \
+        --load=module-always-sink >"${XDG_RUNTIME_DIR}/pulseaudio.log" 2>&1 &
+    SOUNDSERVER_PID=$!
+    for _ in $(seq 1 50); do
+        pactl info >/dev/null 2>&1 && { echo "PulseAudio started (pid $SOUNDSERVER_PID)"; return 0; }
+        sleep 0.2
+    done
+    echo "PulseAudio did not start:"; cat "${XDG_RUNTIME_DIR}/pulseaudio.log"; return 1
+}
+stop_soundserver() {
+    [ -n "${SOUNDSERVER_PID:-}" ] && kill "$SOUNDSERVER_PID" 2>/dev/null || true
+}

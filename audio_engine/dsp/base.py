@@ -1,0 +1,222 @@
+"""The one streaming-processor protocol every DSP stage follows.
+
+A processor is built with its ``sample_rate``, ``block_size`` and ``channels``; it allocates all
+of its memory then. Afterwards :meth:`Processor.process` is real-time safe: it writes into the
+caller's ``out`` array, allocates nothing, logs nothing, touches no file and never raises on bad
+samples (NaN, Inf, clipping are survived, not reported). Blocks are ``float32`` arrays of shape
+``(frames, channels)``, as PortAudio and sounddevice hand them over, with
+``1 <= frames <= block_size``.
+
+The model is pedalboard's plugin protocol (prepare, process, reset, latency) and rnnoise's
+``DenoiseState``: fixed-size state created once, a process call that only computes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from audio_engine.errors import ConfigError
+
+#: Sample rates every stage of the engine supports natively (no resampler in the path).
+SUPPORTED_SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 24000, 32000, 44100, 48000)
+
+#: Largest block a processor may be built for: 2**16 frames (1.4 s at 48 kHz); larger blocks are
+#: a file-processing convenience, not a real-time setting.
+MAX_BLOCK_SIZE = 1 << 16
+
+#: Most channels a processor may be built for (a 32-zone masking system, a 64-mic array).
+MAX_CHANNELS = 64
+
+
+def check_sample_rate(
+    sample_rate: object, allowed: tuple[int, ...] = SUPPORTED_SAMPLE_RATES
+) -> int:
+    """Return ``sample_rate`` as an int, or raise a ConfigError naming it and what is allowed."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | float | np.integer):
+        raise ConfigError(
+            f"sample_rate={sample_rate!r} is not a number; allowed: {list(allowed)} Hz"
+        )
+    if (
+        not np.isfinite(sample_rate)
+        or int(sample_rate) != sample_rate
+        or int(sample_rate) not in allowed
+    ):
+        raise ConfigError(
+            f"sample_rate={sample_rate!r} is not supported; allowed: {list(allowed)} Hz"
+        )
+    return int(sample_rate)
+
+
+def check_block_size(block_size: object) -> int:
+    """Return ``block_size`` as an int, or raise a ConfigError naming it and the allowed range."""
+    if isinstance(block_size, bool) or not isinstance(block_size, int | np.integer):
+        raise ConfigError(f"block_size={block_size!r} is not an integer in 1..{MAX_BLOCK_SIZE}")
+    if not 1 <= int(block_size) <= MAX_BLOCK_SIZE:
+        raise ConfigError(f"block_size={block_size!r} is not an integer in 1..{MAX_BLOCK_SIZE}")
+    return int(block_size)
+
+
+def check_channels(channels: object, name: str = "channels") -> int:
+    """Return ``channels`` as an int, or raise a ConfigError naming it and the allowed range."""
+    if isinstance(channels, bool) or not isinstance(channels, int | np.integer):
+        raise ConfigError(f"{name}={channels!r} is not an integer in 1..{MAX_CHANNELS}")
+    if not 1 <= int(channels) <= MAX_CHANNELS:
+        raise ConfigError(f"{name}={channels!r} is not an integer in 1..{MAX_CHANNELS}")
+    return int(channels)
+
+
+class Processor:
+    """Base class of a streaming processor.
+
+    Parameters
+    ----------
+    sample_rate : int
+        Sample rate in Hz, one of :data:`SUPPORTED_SAMPLE_RATES` unless a subclass allows more.
+    block_size : int
+        Largest number of frames one :meth:`process` call receives.
+    channels : int
+        Number of input channels. ``output_channels`` defaults to the same; a processor that
+        changes the channel count (a beamformer, a masking generator) sets it.
+
+    Notes
+    -----
+    Subclasses allocate everything in ``__init__`` and implement :meth:`_process`, which must
+    not allocate. :attr:`latency_samples` is the delay, in samples, between an input sample and
+    the output sample it produces (the algorithmic latency, excluding block buffering).
+    """
+
+    #: Sample rates the subclass accepts; override to narrow or widen.
+    sample_rates: tuple[int, ...] = SUPPORTED_SAMPLE_RATES
+
+    def __init__(self, sample_rate: int, block_size: int, channels: int = 1) -> None:
+        self.sample_rate = check_sample_rate(sample_rate, self.sample_rates)
+        self.block_size = check_block_size(block_size)
+        self.channels = check_channels(channels)
+        self.output_channels = self.channels
+
+    @property
+    def name(self) -> str:
+        """Short name used in latency reports."""
+        return type(self).__name__
+
+    @property
+    def latency_samples(self) -> int:
+        """Algorithmic delay from input to output, in samples (0 unless the subclass delays)."""
+        return 0
+
+    def process(self, block: np.ndarray, out: np.ndarray) -> None:
+        """Process one block into ``out``. Real-time safe: no allocation, no logging, no I/O.
+
+        Parameters
+        ----------
+        block : ndarray, shape (frames, channels), float32
+            Input samples, ``1 <= frames <= block_size``. Not modified.
+        out : ndarray, shape (frames, output_channels), float32
+            Written in place. May be the same array as ``block`` only for processors whose
+            ``channels == output_channels`` and that say so in their docstring.
+        """
+        self._process(block, out)
+
+    def _process(self, block: np.ndarray, out: np.ndarray) -> None:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def reset(self) -> None:
+        """Return to the freshly built state (clear filters, delay lines, estimators)."""
+
+    def check_io(self, block: np.ndarray, out: np.ndarray) -> None:
+        """Validate a block and its output array once, outside the hot path.
+
+        Raises
+        ------
+        ConfigError
+            If the dtype, shape or channel count does not match the processor.
+        """
+        for label, array, width in (
+            ("block", block, self.channels),
+            ("out", out, self.output_channels),
+        ):
+            if not isinstance(array, np.ndarray):
+                raise ConfigError(f"{label} must be a numpy array, got {type(array).__name__}")
+            if array.dtype != np.float32:
+                raise ConfigError(f"{label}.dtype={array.dtype} is not float32")
+            if array.ndim != 2 or array.shape[1] != width:
+                raise ConfigError(f"{label}.shape={array.shape} is not (frames, {width})")
+            if not 1 <= array.shape[0] <= self.block_size:
+                raise ConfigError(
+                    f"{label} has {array.shape[0]} frames; allowed 1..block_size={self.block_size}"
+                )
+        if block.shape[0] != out.shape[0]:
+            raise ConfigError(f"block has {block.shape[0]} frames but out has {out.shape[0]}")
+
+    def __repr__(self) -> str:
+        return (
+            f"{self.name}(sample_rate={self.sample_rate}, block_size={self.block_size}, "
+            f"channels={self.channels})"
+        )
+
+
+class Gain(Processor):
+    """A fixed gain in dB: the simplest processor, used by tests and as a trim stage.
+
+    Real-time safe. ``block`` and ``out`` may be the same array.
+    """
+
+    def __init__(self, sample_rate: int, block_size: int, channels: int = 1, gain_db: float = 0.0):
+        super().__init__(sample_rate, block_size, channels)
+        if not np.isfinite(gain_db) or not -120.0 <= gain_db <= 40.0:
+            raise ConfigError(f"gain_db={gain_db!r} is not a finite number in -120..40 dB")
+        self.gain_db = float(gain_db)
+        self._gain = np.float32(10.0 ** (gain_db / 20.0))
+
+    def _process(self, block: np.ndarray, out: np.ndarray) -> None:
+        np.multiply(block, self._gain, out=out)
+
+
+class Delay(Processor):
+    """An integer delay line of ``delay_samples`` per channel (latency compensation, tests).
+
+    Real-time safe. ``block`` and ``out`` may be the same array.
+    """
+
+    def __init__(
+        self, sample_rate: int, block_size: int, channels: int = 1, delay_samples: int = 0
+    ):
+        super().__init__(sample_rate, block_size, channels)
+        if (
+            isinstance(delay_samples, bool)
+            or not isinstance(delay_samples, int | np.integer)
+            or not (0 <= delay_samples <= 10 * self.sample_rate)
+        ):
+            raise ConfigError(
+                f"delay_samples={delay_samples!r} is not an integer in 0..{10 * self.sample_rate}"
+            )
+        self.delay_samples = int(delay_samples)
+        # A ring of delay + block frames, so one block can be written before it is read.
+        self._ring = np.zeros((self.delay_samples + self.block_size, self.channels), np.float32)
+        self._write = 0
+
+    @property
+    def latency_samples(self) -> int:
+        return self.delay_samples
+
+    def reset(self) -> None:
+        self._ring.fill(0.0)
+        self._write = 0
+
+    def _process(self, block: np.ndarray, out: np.ndarray) -> None:
+        if self.delay_samples == 0:
+            if out is not block:
+                out[:] = block
+            return
+        size = self._ring.shape[0]
+        frames = block.shape[0]
+        # Write the block into the ring, then read `frames` samples starting `delay` back.
+        w = self._write
+        first = min(frames, size - w)
+        self._ring[w : w + first] = block[:first]
+        self._ring[: frames - first] = block[first:]
+        r = (w - self.delay_samples) % size
+        first = min(frames, size - r)
+        out[:first] = self._ring[r : r + first]
+        out[first:frames] = self._ring[: frames - first]
+        self._write = (w + frames) % size
