@@ -24,7 +24,7 @@ _INDEX = {f: i - 20 for i, f in enumerate(NOMINAL_HZ)}
 
 
 def band_index(nominal_hz: float) -> int:
-    """Band number ``x`` (1 kHz = 0) of a nominal centre; ConfigError-free ValueError if unknown."""
+    """Band number ``x`` (1 kHz = 0) of a nominal centre; ValueError if it is not one."""
     try:
         return _INDEX[nominal_hz]
     except KeyError:

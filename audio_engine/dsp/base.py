@@ -13,6 +13,8 @@ The model is pedalboard's plugin protocol (prepare, process, reset, latency) and
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 
 from audio_engine.errors import ConfigError
@@ -65,7 +67,7 @@ def check_channels(channels: object, name: str = "channels") -> int:
     return int(channels)
 
 
-class Processor:
+class Processor(ABC):
     """Base class of a streaming processor.
 
     Parameters
@@ -117,10 +119,11 @@ class Processor:
         """
         self._process(block, out)
 
+    @abstractmethod
     def _process(self, block: np.ndarray, out: np.ndarray) -> None:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """The subclass's processing; same contract as :meth:`process`."""
 
-    def reset(self) -> None:
+    def reset(self) -> None:  # noqa: B027 - a stateless processor has nothing to reset
         """Return to the freshly built state (clear filters, delay lines, estimators)."""
 
     def check_io(self, block: np.ndarray, out: np.ndarray) -> None:
