@@ -5,8 +5,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
+
+# Tests run the CLI as `audio-engine ...` in subprocesses: make the interpreter's own scripts
+# folder (a venv's bin/) findable even when the venv is not activated.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+
+#: The command line as a subprocess argv prefix, independent of PATH.
+CLI = [sys.executable, "-m", "audio_engine"]
 
 
 def sound_server_running() -> tuple[bool, str]:
