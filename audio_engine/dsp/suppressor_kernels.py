@@ -1,0 +1,487 @@
+"""Numba kernels of the headset noise suppressor (:mod:`audio_engine.dsp.suppressor`).
+
+One call of :func:`process_block` runs a whole host block: per sample it high-passes, stages
+the hop, and whenever a hop is complete it runs one low-latency STFT frame per channel
+(analysis, noise tracking, gain, synthesis). There is no Python-level per-frame loop. All state
+lives in arrays that :class:`~audio_engine.dsp.suppressor.NoiseSuppressor` allocates once; the
+kernels allocate nothing (the FFTs are rocket-fft's low-level ``r2c``/``c2r`` into preallocated
+outputs).
+
+References
+----------
+- D. Mauler, R. Martin, "A low delay, variable resolution, perfect reconstruction spectral
+  analysis-synthesis system for speech enhancement", EUSIPCO 2007 (asymmetric windows).
+- T. Gerkmann, R. C. Hendriks, "Unbiased MMSE-based noise power estimation with low complexity
+  and low tracking delay", IEEE TASLP 20(4), 2012 (speech-presence-probability noise tracker).
+- Y. Ephraim, D. Malah, "Speech enhancement using a minimum mean-square error log-spectral
+  amplitude estimator", IEEE TASSP 33(2), 1985 (LSA gain, decision-directed a-priori SNR).
+- I. Cohen, B. Berdugo, "Speech enhancement for non-stationary noise environments", Signal
+  Processing 81, 2001 (OM-LSA: gain floor weighted by the speech presence probability, a-priori
+  speech absence from locally, globally and frame-wise smoothed a-priori SNR).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+from rocket_fft import c2r, r2c
+
+# Rows of the per-bin state array ``bins`` (channels, BIN_ROWS, bins).
+NOISE, SPP_SMOOTH, PREV_CLEAN, ZETA, REF_POWER, EXT_NOISE, GAIN_PREV = range(7)
+BIN_ROWS = 7
+
+# Columns of the per-channel scalar state ``chan`` (channels, CHAN_COLS).
+FLOOR_GAIN, WET_GAIN, TRANSIENT_HOLD, AGENT_LEVEL_DB, FRAMES_SEEN = range(5)
+CHAN_COLS = 5
+
+# Rows of the live telemetry (3, channels) and columns of the running sums (channels, 4).
+TEL_SPEECH_PROBABILITY, TEL_SNR_DB, TEL_ATTENUATION_DB = range(3)
+SUM_FRAMES, SUM_SPEECH_PROBABILITY, SUM_SNR_DB, SUM_ATTENUATION_DB = range(4)
+
+# Indices of the float64 parameter vector: what Python may change while audio runs.
+P_FLOOR_TARGET, P_WET_TARGET, P_XFADE_STEP, P_TRANSIENT, P_NEAR_TALKER, P_USE_EXT = range(6)
+PARAM_COUNT = 6
+
+# Indices of the float64 configuration vector, fixed at construction.
+(
+    C_NOISE_ALPHA,
+    C_SPP_ALPHA,
+    C_DD_ALPHA,
+    C_XI_MIN,
+    C_ZETA_BETA,
+    C_FLOOR_ALPHA,
+    C_AGENT_DECAY_DB,
+    C_REF_ALPHA,
+    C_NOISE_FLOOR,
+    C_HPF_B0,
+    C_HPF_B1,
+    C_HPF_B2,
+    C_HPF_A1,
+    C_HPF_A2,
+    C_TRANSIENT_HOLD,
+    C_CLIP_IN,
+) = range(16)
+CONFIG_COUNT = 16
+
+# Indices of the int64 band-edge vector (bin numbers, half-open ranges).
+B_SPEECH_LO, B_SPEECH_HI, B_LOW_HI, B_HIGH_LO, B_LOCAL_HALF, B_GLOBAL_HALF, B_INIT_FRAMES = range(7)
+BAND_COUNT = 7
+
+#: LSA gain table: exp(0.5 * E1(v)) on log10(v) from LUT_LOG_MIN to LUT_LOG_MAX.
+LUT_LOG_MIN = -5.0
+LUT_LOG_MAX = 1.7
+LUT_SIZE = 1024
+
+#: Fixed a-priori SNR of speech when present, 15 dB, for the noise tracker's speech presence
+#: probability (Gerkmann & Hendriks 2012, section IV).
+XI_H1 = 10.0**1.5
+
+#: Cohen & Berdugo 2001, table 1: a-priori SNR limits of the speech absence mapping (-10, -5 dB)
+#: and the cap of the a-priori speech absence probability.
+ZETA_MIN = 0.1
+ZETA_MAX = 10.0 ** (-0.5)
+Q_MAX = 0.95
+
+
+def lsa_table() -> np.ndarray:
+    """``exp(0.5 * E1(v))`` sampled on ``LUT_SIZE`` points of log10(v), float64 (not real-time)."""
+    from scipy.special import exp1
+
+    v = 10.0 ** np.linspace(LUT_LOG_MIN, LUT_LOG_MAX, LUT_SIZE)
+    return np.exp(0.5 * exp1(v))
+
+
+@njit(cache=True, fastmath=True)
+def _lsa_factor(lut, v):
+    """Interpolated exp(0.5 E1(v)); E1 -> 0 above the table and ~ -0.5772 - ln v below it."""
+    if v <= 10.0**LUT_LOG_MIN:
+        return np.exp(-0.2886078324507664) / np.sqrt(max(v, 1e-30))
+    lv = np.log10(v)
+    if lv >= LUT_LOG_MAX:
+        return 1.0
+    x = (lv - LUT_LOG_MIN) * ((LUT_SIZE - 1) / (LUT_LOG_MAX - LUT_LOG_MIN))
+    i = int(x)
+    f = x - i
+    return lut[i] + f * (lut[i + 1] - lut[i])
+
+
+@njit(cache=True, fastmath=True)
+def _presence_map(zeta):
+    """Cohen & Berdugo's log-linear map of a smoothed a-priori SNR to a presence likelihood."""
+    if zeta <= ZETA_MIN:
+        return 0.0
+    if zeta >= ZETA_MAX:
+        return 1.0
+    return np.log(zeta / ZETA_MIN) / np.log(ZETA_MAX / ZETA_MIN)
+
+
+@njit(cache=True, fastmath=True)
+def _frame(
+    c,
+    frame,
+    bins,
+    chan,
+    telemetry,
+    sums,
+    params,
+    config,
+    bands,
+    window_analysis,
+    window_synthesis,
+    lut,
+    axes,
+    xw,
+    spec,
+    yt,
+    power,
+    gain,
+    work,
+    csum,
+    ola,
+    out_wet,
+):
+    """One STFT frame of channel ``c``: writes the hop's finished samples into ``out_wet[c]``."""
+    n_fft = frame.shape[1]
+    n_bins = spec.shape[0]
+    hop = out_wet.shape[1]
+    for n in range(n_fft):
+        xw[n] = frame[c, n] * window_analysis[n]
+    r2c(xw, spec, axes, True, 1.0, 1)
+    for k in range(n_bins):
+        power[k] = spec[k].real * spec[k].real + spec[k].imag * spec[k].imag
+
+    noise = bins[c, NOISE]
+    spp_smooth = bins[c, SPP_SMOOTH]
+    prev_clean = bins[c, PREV_CLEAN]
+    zeta = bins[c, ZETA]
+    ref_power = bins[c, REF_POWER]
+    ext_noise = bins[c, EXT_NOISE]
+    gain_prev = bins[c, GAIN_PREV]
+
+    noise_floor = config[C_NOISE_FLOOR]
+    seen = chan[c, FRAMES_SEEN]
+    init_frames = bands[B_INIT_FRAMES]
+
+    # -- noise power: speech-presence-probability MMSE tracker (Gerkmann & Hendriks 2012) -----
+    if seen < init_frames:
+        # The first frames have no estimate yet: average them (speech at start is tolerated, the
+        # tracker falls fast from an overestimate).
+        w = 1.0 / (seen + 1.0)
+        for k in range(n_bins):
+            noise[k] = max(noise[k] + w * (power[k] - noise[k]), noise_floor)
+            ref_power[k] = noise[k]
+    alpha_n = config[C_NOISE_ALPHA]
+    alpha_p = config[C_SPP_ALPHA]
+    shrink = XI_H1 / (1.0 + XI_H1)
+    hold = chan[c, TRANSIENT_HOLD]
+    for k in range(n_bins):
+        post = power[k] / noise[k]
+        p1 = 1.0 / (1.0 + (1.0 + XI_H1) * np.exp(-min(post * shrink, 80.0)))
+        spp_smooth[k] = alpha_p * spp_smooth[k] + (1.0 - alpha_p) * p1
+        if spp_smooth[k] > 0.99:
+            # Stagnation guard: a bin that has looked like speech for long is re-admitted.
+            p1 = min(p1, 0.99)
+        if hold <= 0.0:
+            estimate = (1.0 - p1) * power[k] + p1 * noise[k]
+            noise[k] = max(alpha_n * noise[k] + (1.0 - alpha_n) * estimate, noise_floor)
+
+    use_ext = params[P_USE_EXT] > 0.0
+
+    # -- a-priori SNR (decision-directed), LSA gain, smoothed a-priori SNR for Cohen's q ------
+    alpha_dd = config[C_DD_ALPHA]
+    xi_min = config[C_XI_MIN]
+    beta = config[C_ZETA_BETA]
+    lo = bands[B_SPEECH_LO]
+    hi = bands[B_SPEECH_HI]
+    speech_sum = 0.0
+    noise_sum = 0.0
+    frame_zeta = 0.0
+    for k in range(n_bins):
+        nk = noise[k]
+        if use_ext and ext_noise[k] > nk:
+            nk = ext_noise[k]
+        gamma = min(power[k] / nk, 1e6)
+        xi = alpha_dd * prev_clean[k] / nk + (1.0 - alpha_dd) * max(gamma - 1.0, 0.0)
+        xi = max(xi, xi_min)
+        v = xi * gamma / (1.0 + xi)
+        g_h1 = min(xi / (1.0 + xi) * _lsa_factor(lut, v), 1.0)
+        gain[k] = g_h1
+        work[k] = v
+        prev_clean[k] = g_h1 * g_h1 * power[k]
+        zeta[k] = beta * zeta[k] + (1.0 - beta) * xi
+        if lo <= k < hi:
+            speech_sum += max(power[k] - nk, 0.0)
+            noise_sum += nk
+            frame_zeta += zeta[k]
+        # Keep xi for the presence probability below (yt is free until the synthesis).
+        yt[k] = xi
+    frame_zeta /= max(hi - lo, 1)
+    snr_db = 10.0 * np.log10(max(speech_sum, 1e-30) / max(noise_sum, 1e-30))
+
+    # -- frame-level speech presence and the near-talker (agent vs. distant babble) model -----
+    band_level = 0.0
+    for k in range(lo, hi):
+        band_level += power[k]
+    level_db = 10.0 * np.log10(band_level + 1e-30)
+    p_frame = _presence_map(frame_zeta)
+    agent_db = chan[c, AGENT_LEVEL_DB]
+    if snr_db > 6.0 and seen >= init_frames:
+        # The agent's active level: rises at once to louder speech, decays slowly, so a talker
+        # well below the headset wearer's own level (neighbours, babble) is not taken as speech.
+        if level_db > agent_db:
+            agent_db = agent_db + 0.05 * (level_db - agent_db)
+    agent_db -= config[C_AGENT_DECAY_DB]
+    chan[c, AGENT_LEVEL_DB] = agent_db
+    near = 1.0
+    if params[P_NEAR_TALKER] > 0.0:
+        near = min(max((level_db - (agent_db - 20.0)) / 10.0, 0.0), 1.0)
+    p_frame *= near
+
+    # -- a-priori speech absence (local and global smoothing over frequency) ------------------
+    csum[0] = 0.0
+    for k in range(n_bins):
+        csum[k + 1] = csum[k] + zeta[k]
+    local_half = bands[B_LOCAL_HALF]
+    global_half = bands[B_GLOBAL_HALF]
+    floor_gain = chan[c, FLOOR_GAIN]
+    floor_gain += config[C_FLOOR_ALPHA] * (params[P_FLOOR_TARGET] - floor_gain)
+    chan[c, FLOOR_GAIN] = floor_gain
+    log_floor = np.log(max(floor_gain, 1e-10))
+
+    # -- transient (keyboard click) detector -------------------------------------------------
+    # A click is a sudden, broadband rise above 1 kHz with no matching rise below it; speech
+    # onsets start voiced (low band first), so they do not trip it.
+    transient = False
+    if params[P_TRANSIENT] > 0.0 and seen >= init_frames:
+        high_lo = bands[B_HIGH_LO]
+        low_hi = bands[B_LOW_HI]
+        rise_high = 0
+        for k in range(high_lo, n_bins):
+            if power[k] > 8.0 * ref_power[k] and power[k] > 8.0 * noise[k]:
+                rise_high += 1
+        rise_low = 0
+        for k in range(lo, low_hi):
+            if power[k] > 8.0 * ref_power[k] and power[k] > 8.0 * noise[k]:
+                rise_low += 1
+        if rise_high > 0.5 * (n_bins - high_lo) and rise_low < 0.25 * (low_hi - lo):
+            transient = True
+    if transient:
+        hold = config[C_TRANSIENT_HOLD]
+    elif hold > 0.0:
+        hold -= 1.0
+    chan[c, TRANSIENT_HOLD] = hold
+    if hold <= 0.0:
+        alpha_ref = config[C_REF_ALPHA]
+        for k in range(n_bins):
+            ref_power[k] = alpha_ref * ref_power[k] + (1.0 - alpha_ref) * power[k]
+
+    # -- OM-LSA gain: G = G_H1^p * G_min^(1-p) -----------------------------------------------
+    in_energy = 0.0
+    out_energy = 0.0
+    presence_sum = 0.0
+    for k in range(n_bins):
+        a = max(k - local_half, 0)
+        b = min(k + local_half + 1, n_bins)
+        p_local = _presence_map((csum[b] - csum[a]) / (b - a))
+        a = max(k - global_half, 0)
+        b = min(k + global_half + 1, n_bins)
+        p_global = _presence_map((csum[b] - csum[a]) / (b - a))
+        q = min(1.0 - p_local * p_global * p_frame, Q_MAX)
+        xi = yt[k]
+        odds = q / (1.0 - q) * (1.0 + xi) * np.exp(-min(work[k], 80.0))
+        p = 1.0 / (1.0 + odds)
+        g = np.exp(p * np.log(max(gain[k], 1e-10)) + (1.0 - p) * log_floor)
+        if g < floor_gain:
+            g = floor_gain
+        if hold > 0.0 and power[k] > 4.0 * ref_power[k]:
+            # Bins the click raised above the pre-click spectrum go to the floor.
+            g = floor_gain
+        gain[k] = g
+        gain_prev[k] = g
+        in_energy += power[k]
+        out_energy += g * g * power[k]
+        if lo <= k < hi:
+            presence_sum += p
+    speech_probability = presence_sum / max(hi - lo, 1)
+    attenuation_db = 10.0 * np.log10(max(in_energy, 1e-30) / max(out_energy, 1e-30))
+
+    telemetry[TEL_SPEECH_PROBABILITY, c] = speech_probability
+    telemetry[TEL_SNR_DB, c] = snr_db
+    telemetry[TEL_ATTENUATION_DB, c] = attenuation_db
+    sums[c, SUM_FRAMES] += 1.0
+    sums[c, SUM_SPEECH_PROBABILITY] += speech_probability
+    sums[c, SUM_SNR_DB] += snr_db
+    sums[c, SUM_ATTENUATION_DB] += attenuation_db
+    chan[c, FRAMES_SEEN] = seen + 1.0
+
+    # -- synthesis: gains, inverse FFT, short synthesis window, overlap-add --------------------
+    for k in range(n_bins):
+        spec[k] = spec[k] * gain[k]
+    c2r(spec, yt, axes, False, 1.0 / n_fft, 1)
+    span = window_synthesis.shape[0]
+    start = n_fft - span
+    for n in range(span):
+        ola[c, n] += yt[start + n] * window_synthesis[n]
+    for n in range(hop):
+        out_wet[c, n] = ola[c, n]
+    for n in range(span - hop):
+        ola[c, n] = ola[c, n + hop]
+    for n in range(span - hop, span):
+        ola[c, n] = 0.0
+
+
+@njit(cache=True, fastmath=True)
+def process_block(
+    out,
+    block,
+    position,
+    hpf,
+    hop_in,
+    hop_dry,
+    frame,
+    dry,
+    ola,
+    out_wet,
+    out_dry,
+    bins,
+    chan,
+    telemetry,
+    sums,
+    params,
+    config,
+    bands,
+    window_analysis,
+    window_synthesis,
+    lut,
+    axes,
+    xw,
+    spec,
+    yt,
+    power,
+    gain,
+    work,
+    csum,
+):
+    """Suppress noise in one host block. Real-time safe: no allocation.
+
+    Parameters
+    ----------
+    out : ndarray (frames, channels) float32
+        Written: the suppressed signal, delayed by ``2 * hop - 1`` samples, within [-1, 1].
+    block : ndarray (frames, channels) float32
+        Input; may be ``out`` itself. NaN/Inf are replaced by 0 and values clipped to
+        ``config[C_CLIP_IN]`` before anything else sees them.
+    position : ndarray (1,) int64
+        Samples of the current hop staged so far (0..hop-1), kept across calls.
+    Others
+        State and scratch arrays allocated by the processor (see its ``__init__``).
+    """
+    frames = block.shape[0]
+    channels = block.shape[1]
+    hop = hop_in.shape[1]
+    n_fft = frame.shape[1]
+    b0 = config[C_HPF_B0]
+    b1 = config[C_HPF_B1]
+    b2 = config[C_HPF_B2]
+    a1 = config[C_HPF_A1]
+    a2 = config[C_HPF_A2]
+    clip = config[C_CLIP_IN]
+    step = params[P_XFADE_STEP]
+    wet_target = params[P_WET_TARGET]
+    pos = position[0]
+    for t in range(frames):
+        for c in range(channels):
+            x = np.float64(block[t, c])
+            if not np.isfinite(x):
+                x = 0.0
+            elif x > clip:
+                x = clip
+            elif x < -clip:
+                x = -clip
+            hop_dry[c, pos] = x
+            # Second-order high-pass (transposed direct form II) against DC and rumble.
+            y = b0 * x + hpf[c, 0]
+            hpf[c, 0] = b1 * x - a1 * y + hpf[c, 1]
+            hpf[c, 1] = b2 * x - a2 * y
+            hop_in[c, pos] = y
+        if pos == hop - 1:
+            for c in range(channels):
+                for n in range(n_fft - hop):
+                    frame[c, n] = frame[c, n + hop]
+                for n in range(hop):
+                    frame[c, n_fft - hop + n] = hop_in[c, n]
+                span = dry.shape[1]
+                for n in range(span - hop):
+                    dry[c, n] = dry[c, n + hop]
+                for n in range(hop):
+                    dry[c, span - hop + n] = hop_dry[c, n]
+                    out_dry[c, n] = dry[c, n]
+                _frame(
+                    c,
+                    frame,
+                    bins,
+                    chan,
+                    telemetry,
+                    sums,
+                    params,
+                    config,
+                    bands,
+                    window_analysis,
+                    window_synthesis,
+                    lut,
+                    axes,
+                    xw,
+                    spec,
+                    yt,
+                    power,
+                    gain,
+                    work,
+                    csum,
+                    ola,
+                    out_wet,
+                )
+                # A blown-up state (it should not happen, but audio must never go non-finite)
+                # is cleared so the channel restarts rather than staying silent.
+                ok = True
+                for n in range(hop):
+                    if not np.isfinite(out_wet[c, n]):
+                        ok = False
+                if not ok:
+                    reset_channel(c, hpf, frame, ola, bins, chan, out_wet, config)
+        pos = pos + 1 if pos < hop - 1 else 0
+        for c in range(channels):
+            wet_gain = chan[c, WET_GAIN]
+            if wet_gain < wet_target:
+                wet_gain = min(wet_gain + step, wet_target)
+            elif wet_gain > wet_target:
+                wet_gain = max(wet_gain - step, wet_target)
+            chan[c, WET_GAIN] = wet_gain
+            y = wet_gain * out_wet[c, pos] + (1.0 - wet_gain) * out_dry[c, pos]
+            if y > 1.0:
+                y = 1.0
+            elif y < -1.0:
+                y = -1.0
+            elif not np.isfinite(y):
+                y = 0.0
+            out[t, c] = y
+    position[0] = pos
+
+
+@njit(cache=True)
+def reset_channel(c, hpf, frame, ola, bins, chan, out_wet, config):
+    """Clear channel ``c``'s filters and estimators (keeps its crossfade and floor settings)."""
+    hpf[c, 0] = 0.0
+    hpf[c, 1] = 0.0
+    frame[c, :] = 0.0
+    ola[c, :] = 0.0
+    out_wet[c, :] = 0.0
+    noise_floor = config[C_NOISE_FLOOR]
+    bins[c, NOISE, :] = noise_floor
+    bins[c, SPP_SMOOTH, :] = 0.0
+    bins[c, PREV_CLEAN, :] = 0.0
+    bins[c, ZETA, :] = 0.0
+    bins[c, REF_POWER, :] = noise_floor
+    bins[c, GAIN_PREV, :] = 1.0
+    chan[c, TRANSIENT_HOLD] = 0.0
+    chan[c, AGENT_LEVEL_DB] = -200.0
+    chan[c, FRAMES_SEEN] = 0.0
