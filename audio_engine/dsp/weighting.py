@@ -57,7 +57,7 @@ CLASS1_SAMPLE_RATES: tuple[int, ...] = (44100, 48000)
 #: Input samples are clamped to +-1e6 (120 dB above digital full scale): nothing real is that
 #: loud, and a clamped burst decays out of the 20.6 Hz poles' memory within a fraction of a
 #: second instead of leaving a 1e38 tail; it also keeps every output far inside float32 range.
-_INPUT_LIMIT = 1.0e6
+INPUT_LIMIT = 1.0e6
 
 
 def design_goal_db(frequency_hz: np.ndarray | float, weighting: Weighting = "A") -> np.ndarray:
@@ -227,10 +227,10 @@ def sos_filter_kernel(
     for c in range(channels):
         for n in range(frames):
             y = np.float64(block[n, c])
-            if y > _INPUT_LIMIT:
-                y = _INPUT_LIMIT
-            elif y < -_INPUT_LIMIT:
-                y = -_INPUT_LIMIT
+            if y > INPUT_LIMIT:
+                y = INPUT_LIMIT
+            elif y < -INPUT_LIMIT:
+                y = -INPUT_LIMIT
             for s in range(sections):
                 x = y
                 y = sos[s, 0] * x + state[c, s, 0]
