@@ -1,0 +1,246 @@
+"""``audio-engine headset``: headset microphone → noise suppressor → virtual microphone, live."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "headset"
+ORDER = 25
+HELP = "run the noise suppressor live: headset mic -> virtual microphone (or any output)"
+DESCRIPTION = """\
+Run the headset noise suppressor on a real device, in real time:
+
+  headset microphone (--input) -> NoiseSuppressor -> --output
+  (--output virtual, the default: the virtual microphone softphones record, see
+   `audio-engine virtual-mic`; it is created if missing)
+
+With --receive, the receive path runs too, as its own pipeline with its own latency report:
+the softphone plays into the virtual speaker, the engine reads its monitor, applies the hearing
+protection and plays to the headset (--receive-output).
+
+A one-line live status shows the input peak level, the voice-activity probability, the
+estimated SNR, the attenuation applied, the p99 processing time per block and the xrun count.
+Ctrl-C (or SIGTERM) stops cleanly and prints the latency report(s).
+
+Devices: an index or any unique part of a name from `audio-engine devices`, or the name of a
+PulseAudio/PipeWire source/sink (e.g. the headset's `alsa_input.usb-...` source).
+
+Latency: PortAudio is asked for --latency seconds per direction (default 0.04). 'low' is
+allowed but some sound servers then corrupt samples without reporting an xrun; see
+docs/virtual_mic.md.
+
+examples:
+  audio-engine headset --input "USB Headset"
+  audio-engine headset --input alsa_input.usb-Jabra.mono-fallback --attenuation-db 20
+  audio-engine headset --input 3 --output "CABLE Input" --report headset.json   (Windows)
+  audio-engine headset --input Jabra --receive --receive-output Jabra
+"""
+
+#: Status line refresh period: often enough to watch, rare enough to cost nothing.
+STATUS_PERIOD_S = 0.5
+
+
+def _latency(text: str):
+    if text in ("low", "high"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--latency={text!r} is not 'low', 'high' or seconds in 0..1"
+        ) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--input", default="default", metavar="NAME", help="headset microphone (default: default)"
+    )
+    parser.add_argument(
+        "--output",
+        default="virtual",
+        metavar="virtual|NAME",
+        help="where the clean signal goes (default: virtual = the virtual microphone)",
+    )
+    parser.add_argument(
+        "--mic-name",
+        default="CleanMic",
+        metavar="NAME",
+        help="the virtual microphone --output virtual targets (default: CleanMic)",
+    )
+    parser.add_argument(
+        "--attenuation-db",
+        type=float,
+        default=None,
+        metavar="N",
+        help="most noise attenuation in dB, 0..60 (default: the suppressor's, 25)",
+    )
+    parser.add_argument(
+        "--rate", type=int, default=48000, metavar="R", help="sample rate in Hz (default: 48000)"
+    )
+    parser.add_argument(
+        "--block",
+        type=int,
+        default=480,
+        metavar="B",
+        help="frames per block (default: 480 = 10 ms at 48 kHz)",
+    )
+    parser.add_argument(
+        "--latency",
+        type=_latency,
+        default=None,
+        metavar="S",
+        help="PortAudio latency per direction: seconds, 'low' or 'high' (default: 0.04)",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="stop after N seconds (default: 0 = run until Ctrl-C)",
+    )
+    parser.add_argument(
+        "--report", metavar="PATH", help="write the latency report(s) as JSON to PATH on exit"
+    )
+    parser.add_argument(
+        "--receive",
+        nargs="?",
+        const="virtual",
+        default=None,
+        metavar="SOURCE",
+        help="also run the receive path from SOURCE (default: virtual = the virtual speaker's "
+        "monitor)",
+    )
+    parser.add_argument(
+        "--speaker-name",
+        default="CleanSpeaker",
+        metavar="NAME",
+        help="the virtual speaker --receive virtual reads (default: CleanSpeaker)",
+    )
+    parser.add_argument(
+        "--receive-output",
+        default="default",
+        metavar="NAME",
+        help="the headset's earpiece for the receive path (default: default)",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no live status line (the report is still printed)"
+    )
+
+
+def _status_text(stream, suppressor, pipeline, receive_stream) -> str:
+    import math
+
+    peak = stream.read_input_peak()
+    level_db = 20.0 * math.log10(peak) if peak > 1e-10 else -200.0
+    xruns = int(stream.status_flags[0])
+    if receive_stream is not None:
+        xruns += int(receive_stream.status_flags[0])
+    return (
+        f"in {level_db:6.1f} dBFS peak | VAD {float(suppressor.speech_probability[0]):4.2f} | "
+        f"SNR {float(suppressor.snr_db[0]):5.1f} dB | "
+        f"atten {float(suppressor.applied_attenuation_db[0]):4.1f} dB | "
+        f"p99 {pipeline.meter.recent_percentile_us(99.0):6.0f} µs | xruns {xruns}"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import signal
+    import sys
+    import time
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from audio_engine.dsp.suppressor import NoiseSuppressor
+    from audio_engine.errors import ConfigError
+    from audio_engine.io.device import DEFAULT_LATENCY_S, DeviceStream
+    from audio_engine.latency import write_reports_json
+    from audio_engine.pipeline import Pipeline
+
+    if not 0.0 <= args.seconds <= 7 * 24 * 3600.0:
+        raise ConfigError(f"--seconds={args.seconds!r} is not in 0..604800 (0 = until Ctrl-C)")
+    if args.attenuation_db is not None and not 0.0 <= args.attenuation_db <= 60.0:
+        raise ConfigError(f"--attenuation-db={args.attenuation_db!r} is not in 0..60 dB")
+    latency = DEFAULT_LATENCY_S if args.latency is None else args.latency
+
+    output = args.output
+    if output == "virtual":
+        from audio_engine.io.virtual_device import create_virtual_mic
+
+        status = create_virtual_mic(args.mic_name)
+        output = status.play_to
+    options = {} if args.attenuation_db is None else {"attenuation_db": args.attenuation_db}
+    suppressor = NoiseSuppressor(args.rate, args.block, 1, **options)
+    pipeline = Pipeline([suppressor], name="headset")
+    streams = [DeviceStream(pipeline, "duplex", args.input, output, latency=latency)]
+
+    receive = None
+    if args.receive is not None:
+        from audio_engine.dsp.hearing import HearingProtector
+
+        source = args.receive
+        if source == "virtual":
+            from audio_engine.io.virtual_device import create_virtual_speaker
+
+            source = create_virtual_speaker(args.speaker_name).record_from
+        receive = Pipeline([HearingProtector(args.rate, args.block, 1)], name="receive")
+        streams.append(
+            DeviceStream(receive, "duplex", source, args.receive_output, latency=latency)
+        )
+
+    console = Console(stderr=True)
+    for s in streams:
+        console.print(f"{s.pipeline.name}: {s.describe()}", highlight=False)
+
+    def on_sigterm(signum, frame):  # a service manager's stop is a Ctrl-C: report, then exit
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    interrupted = False
+    started = time.monotonic()
+    try:
+        for s in streams:
+            s.start()
+        receive_stream = streams[1] if receive is not None else None
+        live = None
+        if not args.quiet and console.is_terminal:
+            live = Live("", console=console, refresh_per_second=4, transient=False)
+            live.start()
+        try:
+            while args.seconds <= 0.0 or time.monotonic() - started < args.seconds:
+                time.sleep(STATUS_PERIOD_S)
+                if not all(s.active for s in streams):
+                    raise ConfigError("an audio stream stopped by itself (device unplugged?)")
+                if args.quiet:
+                    continue
+                text = _status_text(streams[0], suppressor, pipeline, receive_stream)
+                if live is not None:
+                    live.update(text)
+                else:
+                    print(text, file=sys.stderr, flush=True)
+        finally:
+            if live is not None:
+                live.stop()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for s in streams:
+            s.stop()
+            s.close()
+
+    reports = [s.report() for s in streams]
+    for r in reports:
+        print(r.to_text())
+    if args.report:
+        write_reports_json(
+            args.report,
+            reports,
+            extra={
+                "devices": {
+                    r.pipeline: s.describe() for r, s in zip(reports, streams, strict=True)
+                },
+                "requested_latency_s": latency,
+            },
+        )
+    return 130 if interrupted else 0
