@@ -218,9 +218,14 @@ def _protect_kernel(
         # 1. Slow level control, updated only while the caller is audible (no pumping).
         lc_db = fstate[_S_LC_DB]
         if params[_P_LC_ON] > 0.0:
-            fstate[_S_LC_FAST] += (sq - fstate[_S_LC_FAST]) * params[_P_LC_FAST]
+            # The caller's level is measured after the anti-startle gain (of the sample
+            # before): a shock that stage is cutting must not teach the slow stage that the
+            # caller is 40 dB louder, or normal speech after it would be turned down for many
+            # seconds while the average forgets.
+            heard = sq * 10.0 ** (fstate[_S_ST_DB] / 10.0)
+            fstate[_S_LC_FAST] += (heard - fstate[_S_LC_FAST]) * params[_P_LC_FAST]
             if fstate[_S_LC_FAST] > params[_P_LC_GATE_MS]:
-                fstate[_S_LC_SLOW] += (sq - fstate[_S_LC_SLOW]) * params[_P_LC_SLOW]
+                fstate[_S_LC_SLOW] += (heard - fstate[_S_LC_SLOW]) * params[_P_LC_SLOW]
                 level = 10.0 * math.log10(2.0 * fstate[_S_LC_SLOW] + 1e-30) + sens
                 target = params[_P_LC_TARGET_DB] - level
                 if target > 0.0:
@@ -673,6 +678,27 @@ class HearingProtector(Processor):
         if self.dosimeter is not None:
             self.dosimeter.accumulate(out)
             self.dosimeter.write_telemetry(self.telemetry, T_DOSE_PERCENT, T_LEX_8H_DBA)
+
+    def open_events(self) -> list[dict]:
+        """Events still in progress (not yet in the ring), as :meth:`EventRing.drain` gives them.
+
+        Not real-time safe; read from another thread the figures may be one sample stale.
+        """
+        found = []
+        now = int(self._istate[_I_SAMPLES])
+        for kind in range(3):
+            if self._istate[_I_EV_ACTIVE + kind]:
+                start = int(self._istate[_I_EV_START + kind])
+                found.append(
+                    {
+                        "kind": EVENT_KINDS[kind + 1],
+                        "start_sample": start,
+                        "duration_samples": now - start,
+                        "peak_db_spl": float(self._fstate[_S_EV_PEAK + kind]),
+                        "max_reduction_db": float(self._fstate[_S_EV_RED + kind]),
+                    }
+                )
+        return found
 
     def telemetry_summary(self) -> dict:
         """Figures for the latency report (not real-time safe: builds a dict)."""
