@@ -419,6 +419,13 @@ def parse_site_config(document: dict, source: str = "site config", base_dir: Pat
         ),
     )
     mic_count = arrays[array_name].mics if enabled else 0
+    if enabled and not np.all(np.isfinite(arrays[array_name].sensitivities_dbfs)):
+        missing = int(np.argmin(np.isfinite(arrays[array_name].sensitivities_dbfs)))
+        c.fail(
+            f"arrays.{array_name}.mics[{missing}].sensitivity_dbfs",
+            " is missing; the adaptive rule needs every microphone's sensitivity "
+            "(dBFS at 94 dB SPL, -80..0 dBFS)",
+        )
 
     zones_list = document.get("zones")
     if not isinstance(zones_list, list) or not zones_list:

@@ -40,7 +40,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from audio_engine.dsp.base import Processor
 from audio_engine.dsp.masking import LEVEL_STEP_DB, quantize_level_dba
+from audio_engine.dsp.masking_kernels import accumulate_power
+from audio_engine.dsp.weighting import WeightingFilter
 from audio_engine.errors import ConfigError
 
 #: Default floor of the ambient estimate below the measured level, dB (see step 2).
@@ -292,3 +295,64 @@ class SiteAdaptive:
             }
             for e, c in zip(self.estimators, self.controllers, strict=True)
         ]
+
+
+class MicLevelTap(Processor):
+    """Measures the A-weighted level of each microphone channel for the adaptive rule.
+
+    Sits first in the masking pipeline on a duplex stream: ``channels`` microphone channels in,
+    one silent channel out (the masking generator ignores its input). The audio thread only
+    filters and accumulates sums of squares; the control thread calls :meth:`levels_dba` once
+    per update to get each microphone's Leq since its previous call.
+
+    Parameters
+    ----------
+    sample_rate, block_size : int
+    channels : int
+        Microphones.
+    spl_offset_db : array_like (channels,)
+        Per microphone, dB SPL at 0 dBFS RMS (``ArrayConfig.sensitivity_offsets_db()``).
+
+    Notes
+    -----
+    :meth:`process` is real-time safe. :meth:`levels_dba` reads counters the audio thread only
+    ever increases, so it needs no lock (a block landing mid-read moves to the next update).
+    """
+
+    def __init__(self, sample_rate: int, block_size: int, channels: int, spl_offset_db):
+        super().__init__(sample_rate, block_size, channels)
+        self.output_channels = 1
+        offsets = np.asarray(spl_offset_db, dtype=np.float64).ravel()
+        if offsets.shape != (self.channels,) or not np.all(np.isfinite(offsets)):
+            raise ConfigError(
+                f"spl_offset_db={spl_offset_db!r} is not {self.channels} finite numbers "
+                "(calibrate the microphones: sensitivity_dbfs in the array table)"
+            )
+        self.spl_offset_db = offsets
+        self._filter = WeightingFilter(self.sample_rate, self.block_size, self.channels, "A")
+        self._weighted = np.zeros((self.block_size, self.channels), np.float32)
+        self._accumulator = np.zeros(self.channels + 1)
+        self._previous = np.zeros(self.channels + 1)
+        accumulate_power(self._accumulator.copy(), self._weighted[:1])
+
+    def reset(self) -> None:
+        self._filter.reset()
+        self._accumulator.fill(0.0)
+        self._previous.fill(0.0)
+
+    def _process(self, block: np.ndarray, out: np.ndarray) -> None:
+        frames = block.shape[0]
+        weighted = self._weighted[:frames]
+        self._filter.process(block, weighted)
+        accumulate_power(self._accumulator, weighted)
+        out.fill(0.0)
+
+    def levels_dba(self) -> np.ndarray | None:
+        """Each microphone's LAeq since the previous call (mics,), or None if no audio came."""
+        now = self._accumulator.copy()
+        delta = now - self._previous
+        self._previous = now
+        frames = delta[-1]
+        if frames <= 0:
+            return None
+        return 10.0 * np.log10(np.maximum(delta[:-1] / frames, 1e-30)) + self.spl_offset_db

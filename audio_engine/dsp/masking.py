@@ -357,7 +357,9 @@ class MaskingGenerator(Processor):
         self.level_dba[zone] = applied
         target = 10.0 ** ((applied - self.spl_offset_db[zone]) / 20.0)
         current = self._gain[zone]
-        if immediate or not (np.isfinite(current) and current > 0.0):
+        # A silent zone (faded out, not fading in) can jump: nobody hears the step.
+        silent = self._fade[zone] == 0.0 and self._fade_step[zone] <= 0.0
+        if immediate or silent or not (np.isfinite(current) and current > 0.0):
             self._gain[zone] = target
             self._gain_ratio[zone] = 1.0
         else:
@@ -370,7 +372,8 @@ class MaskingGenerator(Processor):
         """Ramp a zone to ``level_dba`` over ``ramp_s``; return the level actually applied.
 
         The level is rounded to 0.5 dB and clamped under the zone's ceiling (commands may ask for
-        more; they get the ceiling). Not real-time; safe while audio runs.
+        more; they get the ceiling). A silent zone (faded out) takes the level at once. Not
+        real-time; safe while audio runs.
 
         Raises
         ------

@@ -276,3 +276,25 @@ def ceiling_limit(
         ms_in[c] = mi
         ms_out[c] = mo
         gain[c] = g
+
+
+@njit(cache=True)
+def accumulate_power(accumulator, block):
+    """Add each channel's sum of squares to ``accumulator[c]`` and the frame count to
+    ``accumulator[channels]``; non-finite samples count as silence.
+
+    Parameters
+    ----------
+    accumulator : float64 (channels + 1,), updated
+    block : float32 (frames, channels)
+    """
+    frames = block.shape[0]
+    channels = block.shape[1]
+    for c in range(channels):
+        total = 0.0
+        for n in range(frames):
+            x = float(block[n, c])
+            if np.isfinite(x):
+                total += x * x
+        accumulator[c] += total
+    accumulator[channels] += frames
