@@ -29,7 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from audio_engine.dsp.base import MAX_BLOCK_SIZE, MAX_CHANNELS, SUPPORTED_SAMPLE_RATES
+from audio_engine.dsp.base import (
+    MAX_BLOCK_SIZE,
+    MAX_CHANNELS,
+    SUPPORTED_SAMPLE_RATES,
+    Processor,
+)
 from audio_engine.engine import run_array
 from audio_engine.errors import ConfigError, DeviceError
 from audio_engine.latency import LatencyReport, machine_info
@@ -146,59 +151,27 @@ def run_on_device(
     """Run ``pipeline`` on a sound device for ``seconds``; return its report with PortAudio's
     reported latencies and the xrun flags it counted.
 
-    A processing pipeline (the headset path) runs on a duplex stream (``input_device`` in,
-    ``device`` out); a ``generator`` (the masking path, whose input is ignored) runs on an
-    output-only stream with one channel per output (zone).
+    A processing pipeline (the headset path) runs duplex (``input_device`` in, ``device`` out,
+    see :class:`audio_engine.io.device.DeviceStream`); a ``generator`` (the masking path, whose
+    input is ignored) runs output-only with one channel per output (zone).
 
     Raises
     ------
     DeviceError
-        If PortAudio is missing or the device refuses the settings.
+        If PortAudio is missing, no device matches, or the device refuses the settings.
     """
-    from audio_engine.engine import PipelineCallback
+    from audio_engine.io.device import DeviceStream
 
-    try:
-        import sounddevice as sd
-    except OSError as exc:  # sounddevice raises OSError when libportaudio is missing
-        raise DeviceError(f"PortAudio is not available: {exc}") from None
-    callback = PipelineCallback(pipeline)
-    settings = {
-        "samplerate": pipeline.sample_rate,
-        "blocksize": pipeline.block_size,
-        "dtype": "float32",
-        "latency": "low",
-    }
     pipeline.meter.reset()
-    try:
-        if generator:
-            stream = sd.OutputStream(
-                device=device,
-                channels=pipeline.output_channels,
-                callback=lambda outdata, frames, t, status: callback(
-                    None, outdata, frames, t, status
-                ),
-                **settings,
-            )
-        else:
-            stream = sd.Stream(
-                device=(device if input_device is None else input_device, device),
-                channels=(pipeline.channels, pipeline.output_channels),
-                callback=callback,
-                **settings,
-            )
-    except Exception as exc:  # PortAudioError or ValueError from a bad name or setting
-        raise DeviceError(
-            f"cannot open device {device!r} for {pipeline.name} at {pipeline.sample_rate} Hz, "
-            f"block {pipeline.block_size}, {pipeline.output_channels} output channels: {exc}"
-        ) from None
+    stream = DeviceStream(
+        pipeline,
+        "output" if generator else "duplex",
+        input_device=device if input_device is None else input_device,
+        output_device=device,
+    )
     with stream:
         time.sleep(seconds)
-        latency = stream.latency
-    if generator:
-        device_latency = {"input": 0.0, "output": float(latency)}
-    else:
-        device_latency = {"input": float(latency[0]), "output": float(latency[1])}
-    return pipeline.report(device_latency_s=device_latency)
+    return stream.report()
 
 
 def run_pipelines(
@@ -589,6 +562,41 @@ def locate_clicks(
     return lags
 
 
+class ClickProbe(Processor):
+    """Plays a click train and records what comes back: the round-trip measurement as a stage.
+
+    Mono in, mono out. Block after block it writes the next part of ``train`` to ``out`` (then
+    silence) and stores the input block in :attr:`recorded`, aligned sample for sample with
+    the train, so a click's return delay is its offset in :attr:`recorded`. :attr:`done` turns
+    true once the whole train has been played and recorded. Real-time safe: both buffers are
+    allocated here.
+    """
+
+    def __init__(self, sample_rate: int, block_size: int, train: np.ndarray):
+        super().__init__(sample_rate, block_size, 1)
+        self.train = np.ascontiguousarray(train, dtype=np.float32)
+        self.recorded = np.zeros(len(self.train), np.float32)
+        self._position = 0
+
+    @property
+    def done(self) -> bool:
+        """Whether the whole train has been played and recorded."""
+        return self._position >= len(self.train)
+
+    def reset(self) -> None:
+        self.recorded.fill(0.0)
+        self._position = 0
+
+    def _process(self, block: np.ndarray, out: np.ndarray) -> None:
+        start = self._position
+        n = max(0, min(block.shape[0], len(self.train) - start))
+        # Record before writing: `out` may be the same array as `block`.
+        self.recorded[start : start + n] = block[:n, 0]
+        out[:n, 0] = self.train[start : start + n]
+        out[n:] = 0.0
+        self._position = start + block.shape[0]
+
+
 def measure_roundtrip(
     output_device,
     input_device=None,
@@ -599,68 +607,51 @@ def measure_roundtrip(
 ) -> dict:
     """Play clicks on ``output_device`` and find them in ``input_device``'s recording.
 
-    With a loopback cable (or the virtual device's monitor on a sound server) every click
-    comes back after the round trip: output buffering + DAC + cable + ADC + input buffering.
+    With a loopback cable (or a sound server's monitor of the virtual device's sink) every
+    click comes back after the round trip: output buffering + DAC + cable + ADC + input
+    buffering, plus the ring buffer's hand-over when input and output are different devices.
+    The stream is the engine's own :class:`~audio_engine.io.device.DeviceStream`, with its
+    default suggested latency, so the figure is the one the live commands get.
 
     Returns
     -------
     dict
         ``measured_ms`` (median over the clicks that came back), ``per_click_ms``,
-        ``clicks_returned``, and PortAudio's reported ``reported_input_ms``,
-        ``reported_output_ms`` and their sum ``reported_total_ms``, plus the devices used.
+        ``clicks_returned``, PortAudio's reported ``reported_input_ms``, ``reported_output_ms``
+        and their sum ``reported_total_ms``, and the devices used.
 
     Raises
     ------
     DeviceError
         If PortAudio is missing, a device cannot be opened, or no click comes back.
     """
-    try:
-        import sounddevice as sd
-    except OSError as exc:  # sounddevice raises OSError when libportaudio is missing
-        raise DeviceError(f"PortAudio is not available: {exc}") from None
+    from audio_engine.io.device import DeviceStream
+
     input_device = output_device if input_device is None else input_device
     train, onsets = click_train(sample_rate, clicks, period_s)
-    recorded = np.zeros(len(train), np.float32)
-    position = np.zeros(1, np.int64)
-
-    def callback(indata, outdata, frames, time_info, status) -> None:
-        start = int(position[0])
-        n = max(0, min(frames, len(train) - start))
-        outdata[:n, 0] = train[start : start + n]
-        outdata[n:] = 0.0
-        recorded[start : start + n] = indata[:n, 0]
-        position[0] = start + frames
-
-    try:
-        stream = sd.Stream(
-            device=(input_device, output_device),
-            samplerate=sample_rate,
-            blocksize=block_size,
-            channels=1,
-            dtype="float32",
-            latency="low",
-            callback=callback,
-        )
-    except Exception as exc:  # PortAudioError or ValueError from a bad device name
-        raise DeviceError(
-            f"cannot open input {input_device!r} / output {output_device!r} at {sample_rate} Hz, "
-            f"block {block_size}: {exc}"
-        ) from None
+    probe = ClickProbe(sample_rate, block_size, train)
+    pipeline = Pipeline([probe], name="roundtrip")
+    stream = DeviceStream(
+        pipeline, "duplex", input_device=input_device, output_device=output_device
+    )
+    timeout_s = len(train) / sample_rate + 5.0
     with stream:
-        reported_in_s, reported_out_s = stream.latency
-        deadline = time.monotonic() + len(train) / sample_rate + 2.0
-        while position[0] < len(train) and time.monotonic() < deadline:
+        deadline = time.monotonic() + timeout_s
+        while not probe.done and time.monotonic() < deadline:
             time.sleep(0.05)
+    latency_s = stream.device_latency_s
     lags = locate_clicks(
-        train, recorded, onsets, click_length(sample_rate), int(period_s * sample_rate) // 2
+        train, probe.recorded, onsets, click_length(sample_rate), int(period_s * sample_rate) // 2
     )
     returned = lags[lags >= 0]
     if returned.size == 0:
         raise DeviceError(
-            f"no click came back from output {output_device!r} to input {input_device!r}: "
+            f"no click came back from {stream.describe()} "
+            f"({'the stream stopped early' if not probe.done else 'silence or noise only'}): "
             "connect a loopback (or record the virtual device's monitor) and check the levels"
         )
     return {
+        "devices": stream.describe(),
         "output_device": str(output_device),
         "input_device": str(input_device),
         "sample_rate": sample_rate,
@@ -669,9 +660,9 @@ def measure_roundtrip(
         "clicks_returned": int(returned.size),
         "measured_ms": float(1e3 * np.median(returned) / sample_rate),
         "per_click_ms": [float(1e3 * lag / sample_rate) if lag >= 0 else None for lag in lags],
-        "reported_input_ms": 1e3 * float(reported_in_s),
-        "reported_output_ms": 1e3 * float(reported_out_s),
-        "reported_total_ms": 1e3 * float(reported_in_s + reported_out_s),
+        "reported_input_ms": 1e3 * latency_s["input"],
+        "reported_output_ms": 1e3 * latency_s["output"],
+        "reported_total_ms": 1e3 * (latency_s["input"] + latency_s["output"]),
     }
 
 
@@ -679,7 +670,7 @@ def roundtrip_text(result: Mapping) -> str:
     """The round-trip measurement as readable lines."""
     return "\n".join(
         [
-            f"Round trip {result['output_device']} -> {result['input_device']}: "
+            f"Round trip {result['devices']}: "
             f"{result['sample_rate']} Hz, block {result['block_size']}",
             f"  measured (median of {result['clicks_returned']}/{result['clicks_played']} clicks): "
             f"{result['measured_ms']:.2f} ms",

@@ -3,13 +3,15 @@
 Each factory returns a :class:`~audio_engine.pipeline.Pipeline` of real stages, named as it
 appears in latency reports (``"headset"``, ``"masking"``). The factories are thin on purpose:
 every stage checks its own parameters when built and raises
-:class:`~audio_engine.errors.ConfigError` naming the bad value, so a factory adds no checks of
-its own beyond what it alone decides (how a zone count becomes a site).
+:class:`~audio_engine.errors.ConfigError` naming the bad value, so a factory checks only what
+it alone decides (how a zone count becomes a site).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import numpy as np
 
 from audio_engine.errors import ConfigError
 from audio_engine.pipeline import Pipeline
@@ -19,6 +21,9 @@ HEADSET = "headset"
 
 #: Name of the office masking pipeline in latency reports and the bench JSON.
 MASKING = "masking"
+
+#: The documented example site (the repository's calibration folder, as for headset profiles).
+EXAMPLE_SITE = Path(__file__).resolve().parent.parent / "calibration" / "example_site.toml"
 
 
 def build_headset_pipeline(
@@ -51,14 +56,16 @@ def build_headset_pipeline(
 
 
 def build_masking_pipeline(site_config_or_zones, sample_rate: int, block_size: int) -> Pipeline:
-    """The office masking path: the masking generator and its output ceiling.
+    """The office masking path: the masking generator, whose last step is its output ceiling.
 
     Parameters
     ----------
     site_config_or_zones : SiteConfig, str, Path or int
-        A loaded site config, the path of a site TOML file, or a number of zones; a number
-        builds that many zones from the example site (``calibration/example_site.toml``),
-        repeating its zones in order, which is how the bench scales to 32 zones.
+        A loaded site config (:func:`audio_engine.site.load_site_config`), the path of a site
+        TOML file, or a number of zones: a number builds the example site
+        (:data:`EXAMPLE_SITE`) with that many zones, its zones repeated in order and its target
+        curve limited to the bands below Nyquist at ``sample_rate``, which is how the bench
+        scales masking to 32 zones at every rate with realistic levels, EQ and ceilings.
     sample_rate : int
         Hz.
     block_size : int
@@ -67,29 +74,61 @@ def build_masking_pipeline(site_config_or_zones, sample_rate: int, block_size: i
     Returns
     -------
     Pipeline
-        Named ``"masking"``; one (ignored) input channel, one output channel per zone. Its
-        ``process`` is real-time safe.
+        Named ``"masking"``; one (ignored) input channel, one output channel per zone, each
+        zone's level, EQ, calibration offset and hard ceiling as the site says. The ceiling
+        (:class:`~audio_engine.dsp.safety.OutputCeiling`) is the generator's own last step, so
+        it is not a second stage here. ``process`` is real-time safe.
 
     Raises
     ------
     ConfigError
         If the zone count is out of range or the site config is invalid.
     """
+    from dataclasses import replace
+
+    from audio_engine.dsp.bands import band_edges_hz, band_index
+    from audio_engine.dsp.base import check_channels
     from audio_engine.dsp.masking import MaskingGenerator
-    from audio_engine.dsp.safety import OutputCeiling
     from audio_engine.site import load_site_config
 
     site = site_config_or_zones
     if isinstance(site, str | Path):
         site = load_site_config(site)
-    elif isinstance(site, int) and not isinstance(site, bool):
-        from audio_engine.site import example_site_config
-
-        site = example_site_config(zones=site)
-    elif site is None or isinstance(site, bool | float):
+    elif isinstance(site, int | np.integer) and not isinstance(site, bool):
+        zones = check_channels(site, "zones")
+        site = load_site_config(EXAMPLE_SITE)
+        # The example's curve reaches the 8 kHz band, whose upper edge (8.9 kHz) a 16 kHz
+        # output cannot carry; this synthetic site keeps the bands that fit below Nyquist, so
+        # the bench runs at every supported rate. A real site is never trimmed: its generator
+        # refuses a curve above Nyquist.
+        x = np.array([band_index(float(f)) for f in site.target_nominal_hz])
+        fits = band_edges_hz(x)[1] < sample_rate / 2
+        site = replace(
+            site,
+            zones=tuple(site.zones[z % len(site.zones)] for z in range(zones)),
+            target_nominal_hz=site.target_nominal_hz[fits],
+            target_level_db=site.target_level_db[fits],
+        )
+    elif not hasattr(site, "zones"):
         raise ConfigError(
             f"site_config_or_zones={site!r} is neither a site config, a TOML path nor a zone count"
         )
-    generator = MaskingGenerator(site, sample_rate, block_size)
-    ceiling = OutputCeiling.for_site(site, sample_rate, block_size)
-    return Pipeline([generator, ceiling], name=MASKING)
+    zones = site.zones
+    generator = MaskingGenerator(
+        sample_rate,
+        block_size,
+        len(zones),
+        site.target_nominal_hz,
+        site.target_level_db,
+        level_dba=[z.level_dba for z in zones],
+        ceiling_dba=[z.ceiling_dba for z in zones],
+        spl_offset_db=[z.spl_offset_db for z in zones],
+        seed=site.seed,
+        ramp_s=site.ramp_s,
+        fade_in_s=site.fade_in_s,
+        fade_out_s=site.fade_out_s,
+    )
+    for index, zone in enumerate(zones):
+        if any(zone.eq_db):
+            generator.set_zone_eq_db(index, zone.eq_db)
+    return Pipeline([generator], name=MASKING)

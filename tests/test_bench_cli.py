@@ -259,3 +259,89 @@ def test_compare_reports_ratios_consistently_and_names_missing_peers(monkeypatch
         assert peer["ratio_p50"] == pytest.approx(peer["p50_us"] / ours["p50_us"])
     text = bench.compare_text(result)
     assert "Imaginary NS" in text and "not installed" in text
+
+
+# -- the pipeline factories -------------------------------------------------------------------
+
+
+def test_headset_factory_wraps_the_suppressor_and_reports_its_latency():
+    from audio_engine.dsp.suppressor import NoiseSuppressor
+    from audio_engine.pipelines import build_headset_pipeline
+
+    pipeline = build_headset_pipeline(16000, 160, channels=2)
+    assert pipeline.name == "headset"
+    assert (pipeline.channels, pipeline.output_channels) == (2, 2)
+    (stage,) = pipeline.stages
+    assert isinstance(stage, NoiseSuppressor)
+    assert pipeline.latency_samples == stage.latency_samples
+    report = pipeline.report()
+    assert report.algorithmic_latency_ms == pytest.approx(1e3 * stage.latency_samples / 16000)
+
+
+def test_headset_factory_passes_bad_settings_to_the_stage_check():
+    from audio_engine.pipelines import build_headset_pipeline
+
+    with pytest.raises(ConfigError, match=r"sample_rate=22050 is not supported"):
+        build_headset_pipeline(22050, 160)
+
+
+def test_masking_factory_scales_the_example_site_to_any_zone_count():
+    from audio_engine.dsp.bands import band_edges_hz, band_index
+    from audio_engine.pipelines import EXAMPLE_SITE, build_masking_pipeline
+    from audio_engine.site import load_site_config
+
+    site = load_site_config(EXAMPLE_SITE)
+    pipeline = build_masking_pipeline(32, 16000, 160)
+    assert pipeline.name == "masking"
+    assert (pipeline.channels, pipeline.output_channels) == (1, 32)
+    (generator,) = pipeline.stages
+    expected = [site.zones[z % len(site.zones)].level_dba for z in range(32)]
+    np.testing.assert_allclose(generator.requested_level_dba, expected)
+    np.testing.assert_allclose(
+        generator.ceiling_dba, [site.zones[z % len(site.zones)].ceiling_dba for z in range(32)]
+    )
+    # At 16 kHz only the bands whose upper edge is below 8 kHz remain, and all of those do.
+    upper = band_edges_hz(np.array([band_index(float(f)) for f in generator.target_nominal_hz]))[1]
+    assert upper.max() < 8000.0
+    kept = [f for f in site.target_nominal_hz if band_edges_hz(band_index(float(f)))[1] < 8000.0]
+    np.testing.assert_array_equal(generator.target_nominal_hz, kept)
+
+
+def test_masking_factory_builds_a_site_file_as_it_is():
+    from audio_engine.pipelines import EXAMPLE_SITE, build_masking_pipeline
+    from audio_engine.site import load_site_config
+
+    site = load_site_config(EXAMPLE_SITE)
+    pipeline = build_masking_pipeline(EXAMPLE_SITE, 48000, 480)
+    assert pipeline.output_channels == len(site.zones)
+    np.testing.assert_array_equal(pipeline.stages[0].target_nominal_hz, site.target_nominal_hz)
+    # A real site is never trimmed: its curve above Nyquist is refused by the generator.
+    with pytest.raises(ConfigError, match=r"target curve reaches 8000 Hz"):
+        build_masking_pipeline(site, 16000, 160)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (0, r"zones=0 is not an integer in 1\.\.64"),
+        (65, r"zones=65 is not an integer in 1\.\.64"),
+        (2.0, r"site_config_or_zones=2\.0 is neither a site config, a TOML path nor a zone count"),
+        (None, r"site_config_or_zones=None is neither"),
+    ],
+)
+def test_masking_factory_refuses_bad_zone_counts(value, message):
+    from audio_engine.pipelines import build_masking_pipeline
+
+    with pytest.raises(ConfigError, match=message):
+        build_masking_pipeline(value, 48000, 480)
+
+
+def test_click_probe_plays_the_train_and_records_the_input_aligned():
+    rate = 48000
+    train, _ = bench.click_train(rate, clicks=2, period_s=0.1)
+    probe = bench.ClickProbe(rate, 480, train)
+    loopback = np.roll(train, 300)[:, None]  # what a loopback would return: the train, later
+    played = run_array(Pipeline([probe], name="roundtrip"), loopback)
+    assert probe.done
+    np.testing.assert_array_equal(played[:, 0], train)
+    np.testing.assert_array_equal(probe.recorded, loopback[:, 0])

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     bench.check_settings(args.seconds, args.rate, args.block, args.zones, args.channels)
     if (args.roundtrip or args.input_device) and not args.device:
         raise ConfigError("--roundtrip and --input-device need --device NAME")
-    console = Console(highlight=False, markup=False)
+    console = Console(highlight=False, markup=False, soft_wrap=True)
     names = ("headset", "masking") if args.pipeline == "both" else (args.pipeline,)
     backend = (
         f"device {args.device}"
