@@ -26,8 +26,10 @@ from tests import signals
 EU_ACTION_VALUES_DBA = (80, 85)
 # standards_tables.json, iec61672_1_2013_table3: A-weighting at 100 Hz and 4 kHz (nominal), dB.
 A_WEIGHTING_DB = {100.0: -19.1, 1000.0: 0.0, 3981.0717: 1.0}
-# IEC 61672-1:2013 Table 3 class 1 acceptance limits at those frequencies, dB (+/-).
-CLASS1_LIMIT_DB = {100.0: 1.5, 1000.0: 0.7, 3981.0717: 1.0}
+# Tolerance: the table is rounded to 0.1 dB (+-0.05) and the digital weighting is within a
+# few hundredths of Annex E here; 0.2 dB is much tighter than class 1 (1.5 dB at 100 Hz, 1.0 dB
+# at 4 kHz) and still catches a missing or wrong weighting (19 dB, 1 dB).
+WEIGHTING_TOLERANCE_DB = 0.2
 
 PROFILE = HeadsetProfile("test-110", 110.0)
 
@@ -67,7 +69,7 @@ def test_a_weighting_is_applied(frequency_hz):
     x = tone_at(90.0, frequency_hz, seconds, 48000)
     expected = 90.0 + A_WEIGHTING_DB[frequency_hz] + 10.0 * math.log10(seconds / T0_S)
     d = streamed_lex(x, 48000)
-    assert d.lex_8h_dba == pytest.approx(expected, abs=CLASS1_LIMIT_DB[frequency_hz])
+    assert d.lex_8h_dba == pytest.approx(expected, abs=WEIGHTING_TOLERANCE_DB)
 
 
 def test_eight_hours_at_85_dba_is_100_percent_and_3_db_doubles_it():
