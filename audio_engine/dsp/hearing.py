@@ -128,8 +128,8 @@ _I_SIZE = 12
 
 #: Event hysteresis per kernel kind (limit, startle, loud caller): a reduction above "on" opens
 #: an event, one below "off" for "hold" seconds closes it, so one squeal is one event, not 50.
-_EVENT_ON_DB = np.array([0.5, 3.0, 3.0])
-_EVENT_OFF_DB = np.array([0.1, 0.5, 1.0])
+_EVENT_ON_DB = np.array([1.0, 3.0, 3.0])
+_EVENT_OFF_DB = np.array([0.5, 0.5, 1.0])
 _EVENT_HOLD_S = np.array([0.05, 0.1, 2.0])
 
 #: Floor of the level detectors, dB SPL: below the threshold of hearing, so log(0) never occurs.
