@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from audio_engine.dsp.dosimeter import energy_from_lex_8h, lex_8h_from_energy
 from audio_engine.errors import ConfigError
 
 #: File name pattern of one day's log.
@@ -326,3 +327,52 @@ class HearingLog:
             for rec in records:
                 if rec["type"] == "event":
                     self.notify(rec)
+
+
+def summarise_day(day: dt.date, records: list[dict]) -> dict:
+    """What one day's log says: dose, events by kind, loudest peak, limiting time.
+
+    Returns
+    -------
+    dict
+        ``day`` (ISO date), ``sessions``, ``energy_pa2s``, ``lex_8h_dba`` (None without
+        sound), ``dose_percent``, ``dose_limit_dba``, ``events`` (count), ``by_kind`` (counts),
+        ``max_peak_db_spl`` (None without events), ``limiting_s`` (total duration of events),
+        ``event_list`` (the event records), ``dose_points`` (``(time, dose %)`` pairs).
+    """
+    sessions = [r for r in records if r.get("type") == "session"]
+    events = [r for r in records if r.get("type") == "event"]
+    doses = [
+        r
+        for r in records
+        if r.get("type") == "dose" and isinstance(r.get("energy_pa2s"), int | float)
+    ]
+    limit = 85.0
+    for s in sessions:
+        if isinstance(s.get("dose_limit_dba"), int | float):
+            limit = float(s["dose_limit_dba"])
+    energy = float(doses[-1]["energy_pa2s"]) if doses else 0.0
+    lex = lex_8h_from_energy(energy) if energy > 0.0 else None
+    by_kind: dict[str, int] = {}
+    for e in events:
+        by_kind[str(e.get("kind"))] = by_kind.get(str(e.get("kind")), 0) + 1
+    peaks = [
+        float(e["peak_db_spl"])
+        for e in events
+        if e.get("kind") in ("limit", "startle", "loud_caller")
+        and isinstance(e.get("peak_db_spl"), int | float)
+    ]
+    return {
+        "day": day.isoformat(),
+        "sessions": len(sessions),
+        "energy_pa2s": energy,
+        "lex_8h_dba": lex,
+        "dose_percent": 100.0 * energy / energy_from_lex_8h(limit),
+        "dose_limit_dba": limit,
+        "events": len(events),
+        "by_kind": by_kind,
+        "max_peak_db_spl": max(peaks) if peaks else None,
+        "limiting_s": float(sum(float(e.get("duration_s", 0.0)) for e in events)),
+        "event_list": events,
+        "dose_points": [(r.get("time"), float(r.get("dose_percent", 0.0))) for r in doses],
+    }

@@ -224,3 +224,39 @@ def test_default_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("AUDIO_ENGINE_HEARING_DIR")
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     assert default_log_dir() == tmp_path / "audio_engine" / "hearing"
+
+
+def test_hearing_report_summarises_a_day_as_text_and_html(tmp_path, capsys):
+    from audio_engine.cli import main
+    from audio_engine.dsp.dosimeter import lex_8h_from_energy
+
+    p = HearingProtector(FS, 480, 1, profile=PROFILE)
+    with HearingLog(p, tmp_path / "logs"):
+        run_blocks(p, loud_then_quiet(300))
+        energy = p.dosimeter.day_energy_pa2s
+    html = tmp_path / "report.html"
+    assert main(["hearing-report", "--dir", str(tmp_path / "logs"), "--html", str(html)]) == 0
+    text = capsys.readouterr().out
+    today = dt.date.today().isoformat()
+    row = next(line for line in text.splitlines() if line.strip().startswith(today))
+    assert f"{lex_8h_from_energy(energy):.1f}" in row
+    assert "startle" in text and "110.0 dB SPL" in text
+    page = html.read_text()
+    assert "<img alt='dose and events plot' src='data:image/png;base64," in page
+    assert today in page
+
+
+def test_hearing_report_week_lists_seven_days_and_pins_errors(tmp_path, capsys):
+    from audio_engine.cli import main
+
+    (tmp_path / "logs").mkdir()
+    html = tmp_path / "w.html"
+    args = ["hearing-report", "--dir", str(tmp_path / "logs"), "--html", str(html)]
+    assert main([*args, "--day", "2026-03-08", "--week"]) == 0
+    text = capsys.readouterr().out
+    assert "2026-03-02 .. 2026-03-08" in text
+    assert sum(line.strip().startswith("2026-03-0") for line in text.splitlines()) == 7
+    assert main([*args, "--day", "2026-13-01"]) == 2
+    assert "--day='2026-13-01' is not a date YYYY-MM-DD" in capsys.readouterr().err
+    assert main(["hearing-report", "--dir", str(tmp_path / "absent")]) == 2
+    assert "is not a folder with hearing logs" in capsys.readouterr().err
