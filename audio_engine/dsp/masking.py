@@ -263,6 +263,8 @@ class MaskingGenerator(Processor):
         self.ramp_s = self._check_time("ramp_s", ramp_s, MIN_RAMP_S, 600.0)
         self.fade_in_s = self._check_time("fade_in_s", fade_in_s, 0.0, 600.0)
         self.fade_out_s = self._check_time("fade_out_s", fade_out_s, 0.0, 600.0)
+        # Fade-out of a faulted zone: the stop fade, but never a cut shorter than 10 ms.
+        self._fault_step = 1.0 / (max(self.fade_out_s, 0.01) * self.sample_rate)
 
         self.n_fft = fft_size_for(self.sample_rate)
         self.hop = self.n_fft // 2
@@ -313,6 +315,7 @@ class MaskingGenerator(Processor):
             self._fade.copy(),
             self._fade_step.copy(),
             self.faults.copy(),
+            self._fault_step,
         )
         if start:
             self.start()
@@ -437,7 +440,15 @@ class MaskingGenerator(Processor):
         """Fade in (all zones, or one) over ``fade_in_s``; clears a zone's fault."""
         for z in range(self.zones) if zone is None else (self._check_zone(zone),):
             if self.faults[z]:
+                # Rebuild everything the fault may have poisoned: stream, shaping, gain, fade.
                 self._reseed(z)
+                self._magnitude[z] = design_magnitude(
+                    self.target_nominal_hz,
+                    self.target_level_db + self.eq_db[z],
+                    self.sample_rate,
+                    self.n_fft,
+                )
+                self._fade[z] = 0.0
                 self.faults[z] = 0
                 self._apply_level(z, self.requested_level_dba[z], immediate=True)
             self.running[z] = True
@@ -452,11 +463,6 @@ class MaskingGenerator(Processor):
             self._fade_step[z] = (
                 -1.0 / (self.fade_out_s * self.sample_rate) if self.fade_out_s > 0 else -1.0
             )
-
-    @property
-    def fade_out_step(self) -> float:
-        """Per-sample fade step used on stop and on a fault."""
-        return 1.0 / (max(self.fade_out_s, 1.0 / self.sample_rate) * self.sample_rate)
 
     def _reseed(self, z: int) -> None:
         splitmix64_seed(self._rng[z], self.seed * 1000003 + z)
@@ -505,6 +511,7 @@ class MaskingGenerator(Processor):
                 self._fade,
                 self._fade_step,
                 self.faults,
+                self._fault_step,
             )
             self._position += take
             done += take

@@ -110,6 +110,7 @@ def apply_gains(
     fade,
     fade_step,
     fault,
+    fault_step,
 ):
     """Copy ``frames`` samples per zone from the hop buffer into ``out`` with level and fade.
 
@@ -124,6 +125,7 @@ def apply_gains(
     fade : float64 (zones,), fade position in [0, 1]; the applied envelope is a raised cosine
     fade_step : float64 (zones,), per-sample change of ``fade`` (> 0 fading in, < 0 out)
     fault : int64 (zones,), set to 1 when a non-finite sample or state was met
+    fault_step : float, per-sample fade decrement of a faulted zone (> 0)
 
     Notes
     -----
@@ -139,14 +141,20 @@ def apply_gains(
         f = fade[z]
         step = fade_step[z]
         if not (np.isfinite(g) and np.isfinite(target) and np.isfinite(ratio) and ratio >= 1.0):
+            # Poisoned gain state: silence now (nothing to fade from) and stay silent.
             g = 0.0
             target = 0.0
             ratio = 1.0
+            gain_target[z] = 0.0
+            gain_ratio[z] = 1.0
             fault[z] = 1
         if not (np.isfinite(f) and np.isfinite(step)):
             f = 0.0
             step = 0.0
             fault[z] = 1
+        if fault[z] != 0 and step >= 0.0 and f > 0.0:
+            # A faulted zone only ever fades out, until start() rebuilds it.
+            step = -fault_step
         for n in range(frames):
             if g < target:
                 g *= ratio
@@ -174,7 +182,7 @@ def apply_gains(
                 x = 0.0
                 if fault[z] == 0:
                     fault[z] = 1
-                    step = -abs(fade_step[z]) if fade_step[z] != 0.0 else -1.0 / 48000.0
+                    step = -fault_step
             out[n, z] = np.float32(x * g * envelope)
         gain[z] = g
         fade[z] = f
