@@ -223,3 +223,31 @@ def array_scene(
         float(snr_db),
         float(sensor_snr_db),
     )
+
+
+def free_field_array(
+    signal: np.ndarray,
+    positions_m: np.ndarray,
+    source_m: np.ndarray,
+    sample_rate: int,
+    speed_of_sound_m_s: float = 343.0,
+) -> np.ndarray:
+    """A point source in free field at an array: exact fractional delays and 1/r spreading.
+
+    Delays are applied in the frequency domain over a zero-padded copy, relative to the capsule
+    closest to the source (which receives ``signal`` unchanged). Returns float32 (frames, mics).
+    """
+    x = np.asarray(signal, np.float64)
+    distances = np.linalg.norm(np.asarray(positions_m) - np.asarray(source_m), axis=1)
+    delays_s = (distances - distances.min()) / speed_of_sound_m_s
+    n = len(x) + int(np.ceil(delays_s.max() * sample_rate)) + 64
+    spectrum = np.fft.rfft(x, n)
+    f = np.fft.rfftfreq(n, 1.0 / sample_rate)
+    out = np.stack(
+        [
+            np.fft.irfft(spectrum * np.exp(-2j * np.pi * f * d), n)[: len(x)] * distances.min() / r
+            for d, r in zip(delays_s, distances, strict=True)
+        ],
+        1,
+    )
+    return out.astype(np.float32)

@@ -211,6 +211,8 @@ def _mvdr_frame(
     postfilter,
     postfilter_floor,
     decision_directed,
+    bin_ratio,
+    bin_threshold,
 ):
     """One MVDR frame: decide target presence, track the noise covariance, beamform.
 
@@ -227,10 +229,10 @@ def _mvdr_frame(
     """
     bins = spec.shape[0]
     mics = spec.shape[1]
-    # Transient beam-to-reference ratio over the presence band.
+    # Transient beam-to-reference ratio, per bin and summed over the presence band.
     beam_sum = 0.0
     residual_sum = 0.0
-    for k in range(band_low, band_high):
+    for k in range(bins):
         dhx = 0.0j
         dd = 0.0
         for m in range(mics):
@@ -252,8 +254,12 @@ def _mvdr_frame(
             residual_power += e.real**2 + e.imag**2
         noise_beam = dhrd / dd
         noise_residual = trace - noise_beam
-        beam_sum += beam_power / max(noise_beam, 1e-20)
-        residual_sum += residual_power / max(noise_residual, 1e-20)
+        beam_ratio = beam_power / max(noise_beam, 1e-20)
+        residual_ratio = residual_power / max(noise_residual, 1e-20)
+        bin_ratio[k] = beam_ratio / max(residual_ratio, 1e-20)
+        if band_low <= k < band_high:
+            beam_sum += beam_ratio
+            residual_sum += residual_ratio
     statistic = beam_sum / max(residual_sum, 1e-20)
     state[1] = statistic
     starting = state[0] > 0.0
@@ -265,29 +271,32 @@ def _mvdr_frame(
         alpha = 1.0 - 1.0 / (state[3] - state[0])
     else:
         alpha = smoothing
-    if not present:
-        for k in range(bins):
-            trace = 0.0
-            for i in range(mics):
-                xi = spec[k, i]
-                for j in range(mics):
-                    covariance[k, i, j] = alpha * covariance[k, i, j] + (1.0 - alpha) * (
-                        xi * spec[k, j].conjugate()
-                    )
-                trace += covariance[k, i, i].real
-            diagonal = loading * trace / mics + 1e-12
-            for i in range(mics):
-                for j in range(mics):
-                    scratch_a[i, j] = covariance[k, i, j]
-                scratch_a[i, i] += diagonal
-                scratch_b[i] = steering[k, i]
-            if _solve_hermitian(scratch_a, scratch_b, scratch_x):
-                denominator = 0.0j
+    for k in range(bins):
+        # Speech is sparse in time and frequency: while the agent talks, bins where the beam
+        # holds no more than the noise would put there still train the noise covariance.
+        if present and not bin_ratio[k] < bin_threshold:
+            continue
+        trace = 0.0
+        for i in range(mics):
+            xi = spec[k, i]
+            for j in range(mics):
+                covariance[k, i, j] = alpha * covariance[k, i, j] + (1.0 - alpha) * (
+                    xi * spec[k, j].conjugate()
+                )
+            trace += covariance[k, i, i].real
+        diagonal = loading * trace / mics + 1e-12
+        for i in range(mics):
+            for j in range(mics):
+                scratch_a[i, j] = covariance[k, i, j]
+            scratch_a[i, i] += diagonal
+            scratch_b[i] = steering[k, i]
+        if _solve_hermitian(scratch_a, scratch_b, scratch_x):
+            denominator = 0.0j
+            for m in range(mics):
+                denominator += steering[k, m].conjugate() * scratch_x[m]
+            if abs(denominator) > 1e-30:
                 for m in range(mics):
-                    denominator += steering[k, m].conjugate() * scratch_x[m]
-                if abs(denominator) > 1e-30:
-                    for m in range(mics):
-                        weights[k, m] = scratch_x[m] / denominator.conjugate()
+                    weights[k, m] = scratch_x[m] / denominator.conjugate()
     for k in range(bins):
         y = 0.0j
         dhx = 0.0j
@@ -508,6 +517,10 @@ class MvdrBeamformer(Processor):
         Beam-to-reference ratio above which a frame counts as target speech (1..100).
     startup_s : float
         Time from start (or reset) during which every frame trains the covariance, s (0..10).
+    bin_presence_threshold : float
+        While the target talks, a bin whose own beam-to-reference ratio is below this still
+        trains the noise covariance (0..100; 0 turns it off). The default 1 means "no more
+        target evidence than noise alone gives".
     noise_reference : bool
         If true, a second output channel carries the noise reference.
 
@@ -530,6 +543,7 @@ class MvdrBeamformer(Processor):
         presence_threshold: float = 2.0,
         startup_s: float = 0.25,
         postfilter_floor_db: float | None = None,
+        bin_presence_threshold: float = 1.0,
         noise_reference: bool = False,
     ):
         delays_s, amplitudes, reference = _needs_target(config, "MvdrBeamformer")
@@ -540,6 +554,7 @@ class MvdrBeamformer(Processor):
             ("diagonal_loading", diagonal_loading, 0.0, 10.0, "(fraction of mean power)"),
             ("presence_threshold", presence_threshold, 1.0, 100.0, "(power ratio)"),
             ("startup_s", startup_s, 0.0, 10.0, "s"),
+            ("bin_presence_threshold", bin_presence_threshold, 0.0, 100.0, "(power ratio)"),
             (
                 "postfilter_floor_db",
                 -40.0 if postfilter_floor_db is None else postfilter_floor_db,
@@ -596,6 +611,8 @@ class MvdrBeamformer(Processor):
         self._scratch_x = np.zeros(mics, np.complex128)
         self._state = np.zeros(4, np.float64)
         self._postfilter = np.zeros((bins, 2), np.float64)
+        self._bin_ratio = np.zeros(bins, np.float64)
+        self._bin_threshold = float(bin_presence_threshold)
         self._postfilter_floor = (
             1.0 if postfilter_floor_db is None else float(10.0 ** (postfilter_floor_db / 20.0))
         )
@@ -679,6 +696,8 @@ class MvdrBeamformer(Processor):
                     self._postfilter,
                     self._postfilter_floor,
                     self._decision_directed,
+                    self._bin_ratio,
+                    self._bin_threshold,
                 )
                 np.fft.irfft(self._out_spec, n=self.frame_size, axis=0, out=self._frame_out)
                 _overlap_add(
