@@ -72,3 +72,66 @@ def test_hearing_protector_block(realtime_benchmark, benchmark, sample_rate, blo
     )
     assert np.all(np.isfinite(feeder.out))
     assert np.max(np.abs(feeder.out)) <= protector.limit_amplitude * (1 + 1e-6)
+
+
+def test_receive_path_figures():
+    """Not a timing: the protection figures docs/hearing.md quotes, printed (run with ``-s``)::
+
+    python -m pytest benchmarks/test_bench_hearing.py -k figures -s -q
+    """
+    from audio_engine.dsp.dosimeter import T0_S
+    from tests import signals
+    from tests.test_dosimeter import streamed_lex, tone_at
+    from tests.test_hearing import (
+        FS,
+        active_rms,
+        protect,
+        speech_at,
+        speech_with_burst,
+        window_levels_db_spl,
+    )
+    from tests.test_hearing import level_db_spl as level
+
+    rows = []
+    for speech_level in (65.0, 70.0, 75.0, 80.0, 85.0):
+        x = speech_at(speech_level)
+        y, _ = protect(x)
+        rows.append(
+            f"speech {speech_level:.0f} dB SPL: SI-SDR {signals.si_sdr_db(x, y):6.1f} dB, "
+            f"level change {level(y) - level(x):+.2f} dB"
+        )
+    ms = FS // 1000
+    for tone, speech_level in ((132.0, 70.0), (100.0, 70.0)):
+        x, onset, n = speech_with_burst(speech_level, tone)
+        y, p = protect(x, level_control=False)
+        levels = window_levels_db_spl(y, onset, ms, n // ms)
+        peak = 20.0 * math.log10(float(np.max(np.abs(y)))) + SENSITIVITY_DB_SPL
+        first_under = int(np.argmax(levels < 93.0))
+        rows.append(
+            f"1 kHz burst {tone:.0f} dB SPL over {speech_level:.0f} dB SPL speech: output peak "
+            f"{peak:.2f} dB SPL (sine-equivalent), loudest 1 ms {levels.max():.1f} dB SPL, "
+            f"under 93 dB SPL from {first_under} ms, mean over the burst {levels.mean():.1f}"
+        )
+    x = speech_at(92.0, repeats=3)
+    y, _ = protect(x)
+    third = len(x) // 3
+    n = FS // 20
+    frames = len(x) // n
+    ex = np.mean(np.square(x[: frames * n].reshape(frames, n), dtype=np.float64), axis=1)
+    ey = np.mean(np.square(y[: frames * n].reshape(frames, n), dtype=np.float64), axis=1)
+    active = ex > 1e-3 * ex.max()
+    gain_db = 10.0 * np.log10(ey[active] / ex[active])[int(active.sum()) // 3 :]
+    out_level = 20 * math.log10(active_rms(y[third:], FS) * math.sqrt(2)) + SENSITIVITY_DB_SPL
+    rows.append(
+        f"shouting caller 92 dB SPL: output active level {out_level:.1f} dB SPL after the first "
+        f"third; gain std {gain_db.std():.2f} dB on active 50 ms frames (range "
+        f"{gain_db.min():.1f}..{gain_db.max():.1f} dB)"
+    )
+    tone = tone_at(94.0, 1000.0, 10.0, 48000)
+    d = streamed_lex(tone, 48000)
+    expected = 94.0 + 10.0 * math.log10(10.0 / T0_S)
+    rows.append(
+        f"dosimeter, 94 dB SPL 1 kHz for 10 s: LEX,8h {d.lex_8h_dba:.3f} dB(A), analytic "
+        f"{expected:.3f} dB(A)"
+    )
+    print("\n" + "\n".join(rows))
