@@ -1,4 +1,5 @@
-"""Array geometry from TOML: parsing, target geometry, device channel checks, pinned errors."""
+"""Array geometry from TOML (parsing, target geometry, device channel checks, pinned errors) and
+the array's ambient level for the masking controller."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from audio_engine.array_config import (
     parse_array,
 )
 from audio_engine.errors import ConfigError, DeviceError
+from tests import signals
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "calibration" / "example_array.toml"
 
@@ -198,3 +200,58 @@ def test_load_array_files(tmp_path):
     one = tmp_path / "one.toml"
     one.write_text(mic.format("only"))
     assert load_array(one).name == "only"
+
+
+# -- the array's ambient level for the masking controller -----------------------------------------
+def test_ambient_levels_per_capsule_and_energetic_average():
+    from audio_engine.dsp.array_ambient import ArrayAmbient
+
+    config = load_array(EXAMPLE)  # every capsule -26 dBFS at 94 dB SPL, no trim
+    sample_rate = 48000
+    ambient = ArrayAmbient(sample_rate, 480, config)
+    # A 1 kHz tone (A-weighting 0 dB there, IEC 61672-1) at a different level on each capsule.
+    tone_dbfs = np.array([-30.0, -33.0, -36.0, -40.0])
+    tone = np.sqrt(2.0) * signals.sine(1000.0, sample_rate, 2.0, amplitude=1.0)
+    x = (tone[:, None] * 10 ** (tone_dbfs / 20)).astype(np.float32)
+    out = np.zeros((480, 1), np.float32)
+    for start in range(0, len(x), 480):
+        ambient.process(x[start : start + 480], out)
+    reading = ambient.measure()
+    # The A-weighting filter's start-up transient is a few ms of 2 s: under 0.05 dB.
+    np.testing.assert_allclose(reading.levels_dba, tone_dbfs + 94.0 + 26.0, atol=0.05)
+    expected = 10 * np.log10(np.mean(10 ** ((tone_dbfs + 120.0) / 10)))
+    assert reading.average_dba == pytest.approx(expected, abs=0.05)
+    assert reading.live.all()
+    assert ambient.measure() is None  # nothing since the last reading
+    assert np.all(out == 0.0)
+
+
+def test_ambient_leaves_a_dead_capsule_out():
+    from audio_engine.dsp.array_ambient import ArrayAmbient, spatial_average_dba
+
+    config = load_array(EXAMPLE)
+    ambient = ArrayAmbient(16000, 160, config, input_channels=8)
+    x = np.zeros((16000, 8), np.float32)
+    x[:, :4] = signals.white(16000, 4, 9, rms=0.01)
+    x[:, 2] = 0.0  # mic 2 (device channel 3) unplugged
+    out = np.zeros((160, 1), np.float32)
+    for start in range(0, 16000, 160):
+        ambient.process(x[start : start + 160], out)
+    reading = ambient.measure()
+    assert reading.live.tolist() == [True, True, False, True]
+    live_levels = reading.levels_dba[[0, 1, 3]]
+    assert reading.average_dba == pytest.approx(10 * np.log10(np.mean(10 ** (live_levels / 10))))
+    assert reading.levels_for_rule_dba[2] == reading.average_dba
+    average, live = spatial_average_dba(np.array([50.0, np.nan, 49.0, 20.0]))
+    assert live.tolist() == [True, False, True, False]
+    assert average == pytest.approx(10 * np.log10((10**5 + 10**4.9) / 2))
+    assert np.isnan(spatial_average_dba(np.array([np.nan, np.inf]))[0])
+
+
+def test_ambient_needs_calibrated_capsules():
+    from audio_engine.dsp.array_ambient import ArrayAmbient
+
+    with pytest.raises(ConfigError, match=r"array 'line': mics\[0, 1\] have no sensitivity_dbfs"):
+        ArrayAmbient(16000, 160, parse_array(table(), "line"))
+    with pytest.raises(ConfigError, match=r"dead_margin_db=1 is out of range; allowed 3\.\.60 dB"):
+        ArrayAmbient(16000, 160, load_array(EXAMPLE), dead_margin_db=1)
