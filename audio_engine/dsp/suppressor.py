@@ -142,9 +142,9 @@ class NoiseSuppressor(Processor):
         enabled: bool = True,
         hop_ms: float = 2.5,
         window_ms: float = 16.0,
-        highpass_hz: float = 80.0,
+        highpass_hz: float = 50.0,
         transient_detector: bool = True,
-        near_talker: bool = True,
+        near_talker: bool = False,
     ) -> None:
         super().__init__(sample_rate, block_size, channels)
         if hop_ms not in HOP_MS_CHOICES:
@@ -183,19 +183,31 @@ class NoiseSuppressor(Processor):
         # shift; the same time constants at our hop:
         config[K.C_NOISE_ALPHA] = 0.8 ** (hop_s / 0.016)
         config[K.C_SPP_ALPHA] = 0.9 ** (hop_s / 0.016)
-        # Decision-directed weight 0.98 per 10 ms frame (Ephraim & Malah 1984), rescaled.
-        config[K.C_DD_ALPHA] = 0.98 ** (hop_s / 0.010)
+        # Decision-directed weight: Ephraim & Malah's 0.98 is for non-overlapping-ish 10-30 ms
+        # frames; with 2.5 ms hops the frames overlap by 85 % and 0.95 measured best on the
+        # evaluation corpus (0.995, 0.98, 0.95, 0.90 tried: PESQ-WB 1.41, 1.47, 1.50, 1.49).
+        config[K.C_DD_ALPHA] = 0.95 ** (hop_s / 0.0025)
         config[K.C_XI_MIN] = 10.0 ** (-25.0 / 10.0)
         # Cohen & Berdugo (2001): beta = 0.7 per 8 ms (16 kHz, hop 128).
         config[K.C_ZETA_BETA] = 0.7 ** (hop_s / 0.008)
         config[K.C_FLOOR_ALPHA] = 1.0 - np.exp(-hop_s / 0.010)
         config[K.C_AGENT_DECAY_DB] = 0.5 * hop_s  # 0.5 dB/s
-        config[K.C_REF_ALPHA] = np.exp(-hop_s / 0.020)
-        # Power of a -130 dBFS signal: below it everything is digital silence.
-        config[K.C_NOISE_FLOOR] = 1e-13 * self.analysis_window_energy
+        config[K.C_REF_ALPHA] = np.exp(-hop_s / 0.050)
+        config[K.C_REF_ALPHA_DOWN] = np.exp(-hop_s / 0.010)
+        # Noise power never assumed below that of white noise at -90 dBFS per bin (~-70 dBFS
+        # over the band): a headset microphone's own noise is above it, and digital silence
+        # must not make every click or breath look like speech.
+        config[K.C_NOISE_FLOOR] = 1e-9 * self.analysis_window_energy
         config[K.C_HPF_B0 : K.C_HPF_A2 + 1] = _highpass(highpass_hz, fs)
+        # Keyboard clicks last 3-8 ms plus their decay: hold 10 ms after the last trigger, and
+        # never treat more than 20 ms in a row as a click.
         config[K.C_TRANSIENT_HOLD] = max(1.0, round(0.010 / hop_s))
+        config[K.C_TRANSIENT_MAX] = max(2.0, round(0.020 / hop_s))
         config[K.C_CLIP_IN] = 2.0
+        # Minimum statistics cap: 20 ms smoothing, 4 sub-windows of 0.25 s, minimum bias 8 dB.
+        config[K.C_MIN_SMOOTH] = np.exp(-hop_s / 0.020)
+        config[K.C_MIN_BIAS] = 10.0 ** (8.0 / 10.0)
+        config[K.C_SUBWINDOW_FRAMES] = round(0.25 / hop_s)
         self._config = config
 
         def bin_of(freq_hz: float) -> int:

@@ -27,12 +27,24 @@ from numba import njit
 from rocket_fft import c2r, r2c
 
 # Rows of the per-bin state array ``bins`` (channels, BIN_ROWS, bins).
-NOISE, SPP_SMOOTH, PREV_CLEAN, ZETA, REF_POWER, EXT_NOISE, GAIN_PREV = range(7)
-BIN_ROWS = 7
+NOISE, SPP_SMOOTH, PREV_CLEAN, ZETA, REF_POWER, EXT_NOISE, GAIN_PREV, SMOOTH_POWER, RUN_MIN = range(
+    9
+)
+BIN_ROWS = 9 + 4  # the last MIN_SUBWINDOWS rows hold the past sub-window minima
+MIN_SUBWINDOWS = 4
 
 # Columns of the per-channel scalar state ``chan`` (channels, CHAN_COLS).
-FLOOR_GAIN, WET_GAIN, TRANSIENT_HOLD, AGENT_LEVEL_DB, FRAMES_SEEN = range(5)
-CHAN_COLS = 5
+(
+    FLOOR_GAIN,
+    WET_GAIN,
+    TRANSIENT_HOLD,
+    AGENT_LEVEL_DB,
+    FRAMES_SEEN,
+    SUBWINDOW_FRAME,
+    SUBWINDOW_SLOT,
+    TRANSIENT_AGE,
+) = range(8)
+CHAN_COLS = 8
 
 # Rows of the live telemetry (3, channels) and columns of the running sums (channels, 4).
 TEL_SPEECH_PROBABILITY, TEL_SNR_DB, TEL_ATTENUATION_DB = range(3)
@@ -60,8 +72,21 @@ PARAM_COUNT = 6
     C_HPF_A2,
     C_TRANSIENT_HOLD,
     C_CLIP_IN,
-) = range(16)
-CONFIG_COUNT = 16
+    C_MIN_SMOOTH,
+    C_MIN_BIAS,
+    C_SUBWINDOW_FRAMES,
+    C_TRANSIENT_MAX,
+    C_REF_ALPHA_DOWN,
+) = range(21)
+CONFIG_COUNT = 21
+
+#: Least rise of the band above 1 kHz over that of 300-1000 Hz for a click, dB (tuned on the
+#: simulated keyboard, whose 1 kHz high-passed 3-8 ms bursts show only ~7 dB of tilt).
+TILT_DB = 5.0
+
+#: Least fraction of the bins above 1 kHz a click raises by 6 dB: clicks are broadband, while
+#: fricatives put their energy in one region (2-4 kHz for "sh", above 4 kHz for "s").
+BROADBAND_FRACTION = 0.6
 
 # Indices of the int64 band-edge vector (bin numbers, half-open ranges).
 B_SPEECH_LO, B_SPEECH_HI, B_LOW_HI, B_HIGH_LO, B_LOCAL_HALF, B_GLOBAL_HALF, B_INIT_FRAMES = range(7)
@@ -170,10 +195,17 @@ def _frame(
         for k in range(n_bins):
             noise[k] = max(noise[k] + w * (power[k] - noise[k]), noise_floor)
             ref_power[k] = noise[k]
+            bins[c, SMOOTH_POWER, k] = noise[k]
+            for row in range(RUN_MIN, BIN_ROWS):
+                bins[c, row, k] = 1e300
     alpha_n = config[C_NOISE_ALPHA]
     alpha_p = config[C_SPP_ALPHA]
     shrink = XI_H1 / (1.0 + XI_H1)
     hold = chan[c, TRANSIENT_HOLD]
+    smooth_power = bins[c, SMOOTH_POWER]
+    run_min = bins[c, RUN_MIN]
+    alpha_s = config[C_MIN_SMOOTH]
+    bias = config[C_MIN_BIAS]
     for k in range(n_bins):
         post = power[k] / noise[k]
         p1 = 1.0 / (1.0 + (1.0 + XI_H1) * np.exp(-min(post * shrink, 80.0)))
@@ -184,6 +216,26 @@ def _frame(
         if hold <= 0.0:
             estimate = (1.0 - p1) * power[k] + p1 * noise[k]
             noise[k] = max(alpha_n * noise[k] + (1.0 - alpha_n) * estimate, noise_floor)
+            # Cap by the biased minimum of the smoothed power over the last ~1 s (minimum
+            # statistics, Martin 2001): the SPP tracker's stagnation guard otherwise lets long
+            # sustained vowels leak into the noise estimate.
+            smooth_power[k] = alpha_s * smooth_power[k] + (1.0 - alpha_s) * power[k]
+            if smooth_power[k] < run_min[k]:
+                run_min[k] = smooth_power[k]
+            m = run_min[k]
+            for u in range(MIN_SUBWINDOWS):
+                m = min(m, bins[c, BIN_ROWS - MIN_SUBWINDOWS + u, k])
+            noise[k] = max(min(max(noise[k], m), bias * m), noise_floor)
+    if hold <= 0.0:
+        chan[c, SUBWINDOW_FRAME] += 1.0
+        if chan[c, SUBWINDOW_FRAME] >= config[C_SUBWINDOW_FRAMES]:
+            chan[c, SUBWINDOW_FRAME] = 0.0
+            slot = int(chan[c, SUBWINDOW_SLOT])
+            row = BIN_ROWS - MIN_SUBWINDOWS + slot
+            for k in range(n_bins):
+                bins[c, row, k] = run_min[k]
+                run_min[k] = smooth_power[k]
+            chan[c, SUBWINDOW_SLOT] = (slot + 1) % MIN_SUBWINDOWS
 
     use_ext = params[P_USE_EXT] > 0.0
 
@@ -208,7 +260,9 @@ def _frame(
         gain[k] = g_h1
         work[k] = v
         prev_clean[k] = g_h1 * g_h1 * power[k]
-        zeta[k] = beta * zeta[k] + (1.0 - beta) * xi
+        # Capped at 20 dB so that one loud bin (a click) cannot hold speech presence up for
+        # hundreds of ms: above 20 dB presence is certain anyway (ZETA_MAX is -5 dB).
+        zeta[k] = beta * zeta[k] + (1.0 - beta) * min(xi, 100.0)
         if lo <= k < hi:
             speech_sum += max(power[k] - nk, 0.0)
             noise_sum += nk
@@ -255,25 +309,51 @@ def _frame(
     if params[P_TRANSIENT] > 0.0 and seen >= init_frames:
         high_lo = bands[B_HIGH_LO]
         low_hi = bands[B_LOW_HI]
-        rise_high = 0
+        high_now = 0.0
+        high_ref = 0.0
+        raised = 0
         for k in range(high_lo, n_bins):
-            if power[k] > 8.0 * ref_power[k] and power[k] > 8.0 * noise[k]:
-                rise_high += 1
-        rise_low = 0
+            r = max(ref_power[k], noise[k])
+            high_now += power[k]
+            high_ref += r
+            if power[k] > 4.0 * r:
+                raised += 1
+        low_now = 0.0
+        low_ref = 0.0
         for k in range(lo, low_hi):
-            if power[k] > 8.0 * ref_power[k] and power[k] > 8.0 * noise[k]:
-                rise_low += 1
-        if rise_high > 0.5 * (n_bins - high_lo) and rise_low < 0.25 * (low_hi - lo):
+            low_now += power[k]
+            low_ref += max(ref_power[k], noise[k])
+        rise_high_db = 10.0 * np.log10((high_now + 1e-30) / (high_ref + 1e-30))
+        rise_low_db = 10.0 * np.log10((low_now + 1e-30) / (low_ref + 1e-30))
+        # A click: the band above 1 kHz jumps >= 12 dB above its recent level within one hop,
+        # >= TILT_DB more than 300-1000 Hz does (voiced onsets rise low first). A click is over
+        # in < 10 ms; a rise that keeps re-triggering for longer is a fricative: let it through.
+        if (
+            rise_high_db >= 12.0
+            and rise_high_db - rise_low_db >= TILT_DB
+            and raised >= BROADBAND_FRACTION * (n_bins - high_lo)
+            and chan[c, TRANSIENT_AGE] < config[C_TRANSIENT_MAX]
+        ):
             transient = True
     if transient:
         hold = config[C_TRANSIENT_HOLD]
     elif hold > 0.0:
         hold -= 1.0
+    if hold > 0.0:
+        chan[c, TRANSIENT_AGE] += 1.0
+    else:
+        chan[c, TRANSIENT_AGE] = 0.0
+    if chan[c, TRANSIENT_AGE] > config[C_TRANSIENT_MAX]:
+        hold = 0.0
     chan[c, TRANSIENT_HOLD] = hold
     if hold <= 0.0:
-        alpha_ref = config[C_REF_ALPHA]
+        # The click reference: slow to rise (50 ms), fast to fall (10 ms), so a click's own
+        # decay does not hide the next click 40-90 ms later.
+        alpha_up = config[C_REF_ALPHA]
+        alpha_down = config[C_REF_ALPHA_DOWN]
         for k in range(n_bins):
-            ref_power[k] = alpha_ref * ref_power[k] + (1.0 - alpha_ref) * power[k]
+            a = alpha_up if power[k] > ref_power[k] else alpha_down
+            ref_power[k] = a * ref_power[k] + (1.0 - a) * power[k]
 
     # -- OM-LSA gain: G = G_H1^p * G_min^(1-p) -----------------------------------------------
     in_energy = 0.0
@@ -485,3 +565,6 @@ def reset_channel(c, hpf, frame, ola, bins, chan, out_wet, config):
     chan[c, TRANSIENT_HOLD] = 0.0
     chan[c, AGENT_LEVEL_DB] = -200.0
     chan[c, FRAMES_SEEN] = 0.0
+    chan[c, SUBWINDOW_FRAME] = 0.0
+    chan[c, SUBWINDOW_SLOT] = 0.0
+    chan[c, TRANSIENT_AGE] = 0.0
