@@ -60,7 +60,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --simulate: pace blocks to the wall clock as a sound card would",
     )
+    parser.add_argument(
+        "--calibration",
+        metavar="CAL.toml",
+        help="calibration file (default: <site>.calibration.toml next to the site config, if "
+        "present; otherwise the site config's spl_offset_db and eq_db are used)",
+    )
     parser.add_argument("--report", metavar="PATH", help="also write the latency report as JSON")
+
+
+def _calibrated(site, path):
+    """The site with the calibration file's zone offsets and EQ applied, and a note saying so."""
+    from pathlib import Path
+
+    from audio_engine.calibration import apply_to_site, default_calibration_path, load_calibration
+
+    chosen = Path(path) if path else default_calibration_path(site)
+    if path is None and not chosen.exists():
+        return site, "uncalibrated: zones use the site config's spl_offset_db and eq_db"
+    return apply_to_site(site, load_calibration(chosen)), f"calibration: {chosen}"
 
 
 def _status_table(supervisor, pipeline):
@@ -134,7 +152,7 @@ def _simulate(args, holder) -> int:
     from audio_engine.io.sim import SimulatedClock
     from audio_engine.latency import write_reports_json
 
-    site = holder.config
+    site, note = _calibrated(holder.config, args.calibration)
     if not (1.0 <= args.seconds <= 86400.0):
         raise ConfigError(f"--seconds={args.seconds!r} is not in 1..86400")
     try:
@@ -192,7 +210,9 @@ def _simulate(args, holder) -> int:
         sink.close()
         if source is not None:
             source.close()
-    report = pipeline.report(telemetry={"site": site.name, "simulated start": start.isoformat()})
+    report = pipeline.report(
+        telemetry={"site": site.name, "simulated start": start.isoformat(), "calibration": note}
+    )
     console = Console()
     console.print(_status_table(supervisor, pipeline))
     print(report.to_text())
@@ -213,7 +233,8 @@ def _live(args, holder) -> int:
     from audio_engine.io.device import DeviceStream
     from audio_engine.latency import write_reports_json
 
-    site = holder.config
+    site, note = _calibrated(holder.config, args.calibration)
+    print(note)
     for i, zone in enumerate(site.zones):
         if zone.output_channel != i + 1:
             raise ConfigError(
@@ -247,7 +268,7 @@ def _live(args, holder) -> int:
                     reload_requested[0] = False
                     if holder.reload():
                         message = f"reloaded {holder.config.path}"
-                        supervisor.apply_site(holder.config)
+                        supervisor.apply_site(_calibrated(holder.config, args.calibration)[0])
                     else:
                         message = f"reload refused, running config kept: {holder.last_error}"
                 live.update(_status_table(supervisor, pipeline))
