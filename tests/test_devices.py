@@ -1,0 +1,448 @@
+"""Devices without a sound server: error messages, routing, callbacks and the ring buffer.
+
+PortAudio is replaced by a small fake ``sounddevice`` module (put in ``sys.modules``), so these
+tests run on any machine and pin what a user sees when there is no PortAudio, no device, an
+ambiguous name or an unsupported rate. The fake streams hand their callbacks to the test, which
+then drives them like PortAudio would.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import os
+import sys
+import threading
+import time
+import tracemalloc
+import types
+
+import numpy as np
+import pytest
+
+from audio_engine.cli import main
+from audio_engine.dsp.base import Gain
+from audio_engine.errors import ConfigError, DeviceError
+from audio_engine.io import device
+from audio_engine.io.device import DeviceStream, check_settings, resolve_device
+from audio_engine.io.ringbuffer import RingBuffer
+from audio_engine.pipeline import Pipeline
+from tests.signals import white
+
+
+class FakePortAudioError(Exception):
+    pass
+
+
+class FakeFlags:
+    """Stands in for sounddevice.CallbackFlags."""
+
+    def __init__(self, input_overflow=False, output_underflow=False):
+        self.input_overflow = input_overflow
+        self.output_underflow = output_underflow
+        self.input_underflow = False
+        self.output_overflow = False
+
+    def __bool__(self):
+        return self.input_overflow or self.output_underflow
+
+
+def fake_sounddevice(devices, default=(0, 0), rates=(16000, 48000)):
+    """A sounddevice stand-in with ``devices`` = [(name, inputs, outputs), ...]."""
+    sd = types.ModuleType("sounddevice")
+    sd.PortAudioError = FakePortAudioError
+    sd.opened = []
+    sd.env_at_open = []
+    table = [
+        {
+            "index": i,
+            "name": name,
+            "hostapi": 0,
+            "max_input_channels": inputs,
+            "max_output_channels": outputs,
+            "default_samplerate": 48000.0,
+            "default_low_input_latency": 0.01,
+            "default_low_output_latency": 0.01,
+            "default_high_input_latency": 0.04,
+            "default_high_output_latency": 0.04,
+        }
+        for i, (name, inputs, outputs) in enumerate(devices)
+    ]
+
+    def query_devices(index=None):
+        return table if index is None else table[index]
+
+    sd.query_devices = query_devices
+    sd.query_hostapis = lambda: [{"name": "FakeAPI"}]
+    sd.default = types.SimpleNamespace(device=list(default))
+
+    def make_check(kind):
+        def check(device=None, channels=None, dtype=None, samplerate=None):
+            if table[device][f"max_{kind}_channels"] < (channels or 1):
+                raise FakePortAudioError("Invalid number of channels")
+            if samplerate not in rates:
+                raise FakePortAudioError("Invalid sample rate [PaErrorCode -9997]")
+
+        return check
+
+    sd.check_input_settings = make_check("input")
+    sd.check_output_settings = make_check("output")
+
+    class FakeStream:
+        def __init__(self, device, channels, callback, samplerate, blocksize, dtype, latency):
+            self.device, self.channels, self.callback = device, channels, callback
+            self.latency_setting = latency
+            self.active = False
+            self.closed = False
+            sd.opened.append(self)
+            sd.env_at_open.append((os.environ.get("PULSE_SOURCE"), os.environ.get("PULSE_SINK")))
+
+        @property
+        def latency(self):
+            return 0.02
+
+        def start(self):
+            self.active = True
+
+        def stop(self):
+            self.active = False
+
+        def close(self):
+            self.closed = True
+
+    class Stream(FakeStream):
+        @property
+        def latency(self):
+            return (0.02, 0.03)
+
+    sd.Stream = Stream
+    sd.InputStream = type("InputStream", (FakeStream,), {})
+    sd.OutputStream = type("OutputStream", (FakeStream,), {})
+    return sd
+
+
+HEADSET_ROOM = [("USB Headset", 1, 2), ("HDMI Output", 0, 8), ("pulse", 32, 32)]
+
+
+@pytest.fixture
+def sd(monkeypatch):
+    fake = fake_sounddevice(HEADSET_ROOM)
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+    monkeypatch.setattr(device, "_pulse_names", lambda kind: [])
+    return fake
+
+
+# -- no PortAudio, no device -----------------------------------------------------------------
+
+
+class _NoPortAudio(importlib.abc.MetaPathFinder):
+    """Makes `import sounddevice` fail the way it does when libportaudio2 is missing."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "sounddevice":
+            raise OSError("PortAudio library not found")
+        return None
+
+
+def test_missing_portaudio_says_how_to_install_it(monkeypatch):
+    monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_NoPortAudio(), *sys.meta_path])
+    with pytest.raises(
+        DeviceError, match=r"PortAudio library not found.*apt-get install libportaudio2"
+    ):
+        resolve_device("USB", "input")
+
+
+def test_missing_sounddevice_package_says_pip_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sounddevice", None)
+    with pytest.raises(
+        DeviceError, match=r"sounddevice package is missing.*pip install sounddevice"
+    ):
+        device.list_devices()
+
+
+def test_devices_command_without_portaudio_is_one_line_exit_2(monkeypatch, capsys):
+    monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_NoPortAudio(), *sys.meta_path])
+    assert main(["devices"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("audio-engine devices: error: PortAudio library not found")
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_no_default_device_names_minus_one(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sounddevice", fake_sounddevice([], default=(-1, -1)))
+    monkeypatch.setattr(device, "_pulse_names", lambda kind: [])
+    with pytest.raises(
+        DeviceError, match=r"no default input device: PortAudio reports -1 .*input devices: none"
+    ):
+        resolve_device(None, "input")
+    with pytest.raises(DeviceError, match=r"no default output device: PortAudio reports -1"):
+        resolve_device("default", "output")
+
+
+# -- choosing devices --------------------------------------------------------------------------
+
+
+def test_device_by_name_substring_index_and_default(sd):
+    assert resolve_device("usb", "input").index == 0
+    assert resolve_device("hdmi", "output").index == 1
+    assert resolve_device(2, "input").name == "pulse"
+    assert resolve_device("2", "output").name == "pulse"
+    assert resolve_device(None, "input").index == 0
+    # An exact name beats a substring match elsewhere.
+    assert resolve_device("PULSE", "output").index == 2
+
+
+def test_unknown_device_lists_what_exists(sd):
+    with pytest.raises(
+        DeviceError,
+        match=r"no input device matches 'Jabra'; input devices: 0 'USB Headset', 2 'pulse'",
+    ):
+        resolve_device("Jabra", "input")
+
+
+def test_ambiguous_name_lists_the_candidates(sd):
+    with pytest.raises(
+        DeviceError,
+        match=r"output device 'u' is ambiguous: it matches 0 'USB Headset', 1 'HDMI Output', 2 'pulse'",
+    ):
+        resolve_device("u", "output")
+
+
+def test_index_out_of_range_and_wrong_direction(sd):
+    with pytest.raises(DeviceError, match=r"device index 9 does not exist; output devices: 0 'USB"):
+        resolve_device(9, "output")
+    with pytest.raises(DeviceError, match=r"device 1 'HDMI Output' has no input channels"):
+        resolve_device(1, "input")
+    with pytest.raises(ConfigError, match=r"kind='both' is not 'input' or 'output'"):
+        resolve_device(0, "both")
+    with pytest.raises(ConfigError, match=r"device=True is not an index or a name"):
+        resolve_device(True, "input")
+
+
+def test_unsupported_rate_names_it_and_the_rates_that_work(sd):
+    usb = resolve_device("USB", "input")
+    with pytest.raises(
+        DeviceError,
+        match=r"input device 0 'USB Headset' \(FakeAPI\) does not support sample_rate=44100 Hz "
+        r"with 1 channel\(s\) .*rates it takes: \[16000, 48000\] Hz",
+    ):
+        check_settings(usb, 44100, 1)
+    with pytest.raises(DeviceError, match=r"has 1 input channel\(s\); 2 requested"):
+        check_settings(usb, 48000, 2)
+    check_settings(usb, 48000, 1)  # supported: no error
+
+
+def test_stream_with_unsupported_rate_fails_before_opening(sd):
+    pipeline = Pipeline([Gain(44100, 441, 1)])
+    with pytest.raises(DeviceError, match=r"does not support sample_rate=44100 Hz"):
+        DeviceStream(pipeline, "duplex", "USB", "USB")
+    assert sd.opened == []
+
+
+def test_bad_latency_and_mode_are_config_errors(sd):
+    pipeline = Pipeline([Gain(48000, 480, 1)])
+    with pytest.raises(
+        ConfigError, match=r"latency='fast' is not 'low', 'high' or seconds in 0..1"
+    ):
+        DeviceStream(pipeline, "duplex", "USB", "USB", latency="fast")
+    with pytest.raises(ConfigError, match=r"mode='both' is not 'input', 'output' or 'duplex'"):
+        DeviceStream(pipeline, "both", "USB", "USB")
+
+
+def test_sound_server_names_route_through_pulse_only_while_opening(sd, monkeypatch):
+    monkeypatch.setattr(
+        device,
+        "_pulse_names",
+        lambda kind: ["alsa_input.usb-Jabra.mono"] if kind == "input" else ["CleanMic_sink"],
+    )
+    monkeypatch.delenv("PULSE_SOURCE", raising=False)
+    monkeypatch.setenv("PULSE_SINK", "somebody_else")
+    ep = resolve_device("alsa_input.usb-Jabra.mono", "input")
+    assert (ep.index, ep.pulse_name) == (2, "alsa_input.usb-Jabra.mono")
+    pipeline = Pipeline([Gain(48000, 480, 1)])
+    stream = DeviceStream(pipeline, "duplex", "alsa_input.usb-Jabra.mono", "CleanMic_sink")
+    assert not stream.bridged and len(sd.opened) == 1
+    assert sd.env_at_open == [("alsa_input.usb-Jabra.mono", "CleanMic_sink")]
+    assert "PULSE_SOURCE" not in os.environ
+    assert os.environ["PULSE_SINK"] == "somebody_else"
+    assert "→ source 'alsa_input.usb-Jabra.mono'" in stream.describe()
+    with pytest.raises(
+        DeviceError, match=r"no output device matches 'Nope'.*sound-server sinks: CleanMic_sink"
+    ):
+        resolve_device("Nope", "output")
+
+
+# -- callbacks ---------------------------------------------------------------------------------
+
+
+def test_duplex_callback_processes_and_counts_status_flags(sd):
+    pipeline = Pipeline([Gain(48000, 480, 1, gain_db=-6.0)], name="headset")
+    stream = DeviceStream(pipeline, "duplex", "USB", "USB")
+    (pa,) = sd.opened
+    assert pa.channels == (1, 1)
+    x = white(480, offset=1)
+    # Devices with more channels than the pipeline: only the first channel is processed.
+    indata = np.repeat(x, 2, axis=1)
+    outdata = np.empty((480, 1), np.float32)
+    with stream:
+        pa.callback(indata, outdata, 480, None, FakeFlags())
+        pa.callback(indata, outdata, 480, None, FakeFlags(input_overflow=True))
+        pa.callback(indata, outdata, 480, None, FakeFlags(output_underflow=True))
+    np.testing.assert_allclose(outdata, x * 10 ** (-6 / 20), rtol=1e-6)
+    report = stream.report()
+    assert (report.blocks, report.input_overflows, report.output_underflows) == (3, 1, 1)
+    assert (report.device_input_latency_ms, report.device_output_latency_ms) == (20.0, 30.0)
+    assert int(stream.status_flags[0]) == 2
+    assert stream.read_input_peak() == pytest.approx(float(np.abs(x).max()))
+    assert stream.read_input_peak() == 0.0
+    assert pa.closed
+
+
+def test_two_devices_are_bridged_by_the_ring_with_bounded_delay(sd):
+    block = 480
+    pipeline = Pipeline([Gain(48000, block, 1)], name="headset")
+    stream = DeviceStream(pipeline, "duplex", "USB", "HDMI")
+    assert stream.bridged
+    capture, playback = sd.opened
+    assert stream.device_latency_s == {"input": 0.02, "output": 0.02}
+    x = white(20 * block, offset=2)
+    out = np.zeros_like(x)
+    out_block = np.empty((block, 1), np.float32)
+    with stream:
+        # The output device starts first and finds nothing: zeros, counted.
+        playback.callback(out_block, block, None, FakeFlags())
+        assert not out_block.any()
+        # A stall of the output side: the input side runs ahead by 5 blocks...
+        for k in range(5):
+            capture.callback(x[k * block : (k + 1) * block], block, None, FakeFlags())
+        # ...then both alternate; the reader skips the stale backlog at once.
+        for k in range(5, 20):
+            capture.callback(x[k * block : (k + 1) * block], block, None, FakeFlags())
+            playback.callback(out[k * block : (k + 1) * block], block, None, FakeFlags())
+    # From the first alternating block on, the output is the input one block late.
+    np.testing.assert_array_equal(out[6 * block :], x[5 * block : 19 * block])
+    report = stream.report()
+    assert report.telemetry["bridge zero-filled frames"] == block
+    assert report.telemetry["bridge skipped frames"] == 4 * block
+    assert report.telemetry["bridge dropped frames"] == 0
+
+
+# -- ring buffer -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("write_size, read_size", [(1, 7), (64, 65), (480, 160), (1000, 1023)])
+def test_ring_buffer_delivers_every_frame_in_order_across_wraps(write_size, read_size):
+    ring = RingBuffer(1024, 2)
+    x = white(20_000, channels=2, offset=3)
+    got = np.zeros_like(x)
+    w = r = 0
+    out = np.empty((read_size, 2), np.float32)
+    while r < len(x):
+        if w < len(x):
+            w += ring.write(x[w : w + min(write_size, ring.writable_frames)])
+        n = ring.read(out[: min(read_size, len(x) - r)])
+        got[r : r + n] = out[:n]
+        r += n
+    np.testing.assert_array_equal(got, x)
+    assert ring.dropped_frames == 0
+
+
+def test_ring_buffer_drops_newest_when_full_and_zero_fills_when_empty():
+    ring = RingBuffer(100, 1)
+    ramp = np.arange(150, dtype=np.float32)[:, None]
+    assert ring.write(ramp) == 100
+    assert (ring.dropped_frames, ring.readable_frames, ring.writable_frames) == (50, 100, 0)
+    out = np.full((130, 1), -1.0, np.float32)
+    assert ring.read(out) == 100
+    np.testing.assert_array_equal(out[:100, 0], np.arange(100))
+    assert not out[100:].any()
+    assert ring.missing_frames == 30
+    ring.write(ramp[:60])
+    assert ring.skip_to(10) == 50
+    ring.read(out[:10])
+    np.testing.assert_array_equal(out[:10, 0], np.arange(50, 60))
+    assert ring.skipped_frames == 50
+
+
+def test_ring_buffer_survives_nan_and_allocates_nothing_after_warm_up():
+    ring = RingBuffer(4096, 1)
+    x = white(480, offset=4)
+    x[10] = np.nan
+    out = np.empty((480, 1), np.float32)
+    ring.write(x)
+    ring.read(out)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for _ in range(200):
+            ring.write(x)
+            ring.skip_to(960)
+            ring.read(out)
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    grown = sum(s.size_diff for s in after.compare_to(before, "filename") if s.size_diff > 0)
+    assert grown < 1024, f"ring buffer allocated {grown} bytes in 200 blocks"
+    assert np.isnan(out[10, 0]) and np.isfinite(np.delete(out[:, 0], 10)).all()
+
+
+def test_ring_buffer_one_writer_one_reader_thread_lose_nothing():
+    total = 200_000
+    ring = RingBuffer(1 << 12, 1)
+    x = np.arange(total, dtype=np.float32)[:, None] % 65536  # exact in float32
+    got = np.zeros_like(x)
+
+    def writer():
+        w = 0
+        while w < total:
+            n = min(333, ring.writable_frames, total - w)
+            if n:
+                w += ring.write(x[w : w + n])
+            else:
+                time.sleep(0)  # let the reader run rather than spin on a full ring
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    r = 0
+    out = np.empty((257, 1), np.float32)
+    while r < total:
+        n = min(ring.readable_frames, 257, total - r)
+        if n:
+            ring.read(out[:n])
+            got[r : r + n] = out[:n]
+            r += n
+    thread.join(timeout=30)
+    np.testing.assert_array_equal(got, x)
+    assert (ring.dropped_frames, ring.missing_frames) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"capacity_frames": 0}, r"capacity_frames=0 is not an integer in 1..4194304"),
+        ({"capacity_frames": 1.5}, r"capacity_frames=1.5 is not an integer in 1..4194304"),
+        ({"capacity_frames": 16, "channels": 0}, r"channels=0 is not an integer in 1..64"),
+    ],
+)
+def test_ring_buffer_rejects_bad_sizes(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        RingBuffer(**kwargs)
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def test_devices_command_lists_channels_rates_and_defaults(sd, capsys):
+    assert main(["devices"]) == 0
+    out = capsys.readouterr().out
+    assert "USB Headset" in out and "HDMI Output" in out and "FakeAPI" in out
+    assert "16k, 48k" in out
+
+
+def test_headset_rejects_bad_values_before_touching_devices(sd, capsys):
+    assert main(["headset", "--input", "USB", "--output", "USB", "--attenuation-db", "70"]) == 2
+    assert "--attenuation-db=70.0 is not in 0..60 dB" in capsys.readouterr().err
+    assert main(["headset", "--input", "Jabra", "--output", "USB", "--seconds", "1"]) == 2
+    assert "no input device matches 'Jabra'" in capsys.readouterr().err
+    assert sd.opened == []
