@@ -199,3 +199,18 @@ def get_profile(name_or_path: str | os.PathLike | None = None) -> HeadsetProfile
             "or a path to a .toml file"
         )
     return load_profile(path)
+
+
+def resolve_profile(profile: HeadsetProfile | str | os.PathLike | None) -> HeadsetProfile:
+    """``profile`` itself if it is a :class:`HeadsetProfile`, else :func:`get_profile` of it.
+
+    Raises
+    ------
+    ConfigError
+        If ``profile`` is neither a profile, a name, a path nor None.
+    """
+    if isinstance(profile, HeadsetProfile):
+        return profile
+    if profile is None or isinstance(profile, str | os.PathLike):
+        return get_profile(profile)
+    raise ConfigError(f"profile={profile!r} is not a HeadsetProfile, a profile name or a path")

@@ -122,7 +122,7 @@ def test_nan_and_huge_samples_do_not_poison_the_dose():
     ("kwargs", "match"),
     [
         ({"dose_limit_dba": 60.0}, r"dose_limit_dba=60\.0 is not a number in 70\.\.90 dB\(A\)"),
-        ({"profile": 3}, r"profile=3 is not a HeadsetProfile"),
+        ({"profile": 3}, r"profile=3 is not a HeadsetProfile, a profile name or a path"),
     ],
 )
 def test_bad_settings_are_pinned(kwargs, match):

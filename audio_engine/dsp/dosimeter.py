@@ -28,7 +28,7 @@ from numba import njit
 from audio_engine.dsp.base import Processor
 from audio_engine.dsp.weighting import sos_filter_kernel, weight_signal, weighting_sos
 from audio_engine.errors import ConfigError
-from audio_engine.headset_profile import HeadsetProfile, get_profile
+from audio_engine.headset_profile import HeadsetProfile, resolve_profile
 
 #: Reference sound pressure, Pa (ISO 1683).
 P0_PA = 20e-6
@@ -158,10 +158,7 @@ class Dosimeter(Processor):
         dose_limit_dba: float = ACTION_VALUES_DBA[1],
     ) -> None:
         super().__init__(sample_rate, block_size, channels)
-        if profile is None or isinstance(profile, str):
-            profile = get_profile(profile)
-        if not isinstance(profile, HeadsetProfile):
-            raise ConfigError(f"profile={profile!r} is not a HeadsetProfile or a profile name")
+        profile = resolve_profile(profile)
         if (
             isinstance(dose_limit_dba, bool)
             or not isinstance(dose_limit_dba, int | float)

@@ -43,7 +43,7 @@ from numba import njit
 from audio_engine.dsp.base import Processor
 from audio_engine.dsp.dosimeter import Dosimeter
 from audio_engine.errors import ConfigError
-from audio_engine.headset_profile import HeadsetProfile, get_profile
+from audio_engine.headset_profile import HeadsetProfile, resolve_profile
 
 #: ACIF G616:2006 anti-startle limit at the drum reference point, dB SPL (standards_tables.json,
 #: headset_acoustic_safety.acif_g616_anti_startle_limit_db_spl_at_drp).
@@ -530,11 +530,7 @@ class HearingProtector(Processor):
         event_capacity: int = 1024,
     ) -> None:
         super().__init__(sample_rate, block_size, channels)
-        if profile is None or isinstance(profile, str):
-            profile = get_profile(profile)
-        if not isinstance(profile, HeadsetProfile):
-            raise ConfigError(f"profile={profile!r} is not a HeadsetProfile or a profile name")
-        self.profile = profile
+        self.profile = resolve_profile(profile)
         self.limit_db_spl = _positive("limit_db_spl", limit_db_spl, 60.0, TELECOM_LIMIT_DBA)
         self.lookahead_ms = _positive("lookahead_ms", lookahead_ms, 0.0, MAX_LOOKAHEAD_MS)
         release = _positive("limit_release_ms", limit_release_ms, 10.0, 2000.0)
