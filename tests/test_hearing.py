@@ -193,7 +193,7 @@ def test_dose_near_its_limit_reduces_gently_and_tells():
     """At 90 % of the daily dose (warning at 80 %, 6 dB at 100 %) the gain falls to -3 dB at
     0.5 dB/s and a dose_warning event is raised."""
     p = HearingProtector(FS, 480, 1, profile=PROFILE)
-    p.dosimeter.start_day(0.9 * p.dosimeter._limit_energy)
+    p.dosimeter.start_day(0.9 * p.dosimeter.limit_energy_pa2s)
     x = speech_at(65.0)
     y = run_array(Pipeline([p]), x[:, None], compensate_latency=True)[:, 0]
     events = p.events.drain()
@@ -204,6 +204,13 @@ def test_dose_near_its_limit_reduces_gently_and_tells():
     one_second = slice(FS, FS + FS // 10)
     ratio_db = level_db_spl(y[one_second]) - level_db_spl(x[one_second])
     assert ratio_db == pytest.approx(-0.5, abs=0.1)
+    # Told once, not every block; a new day re-arms the warning.
+    assert [e["kind"] for e in events].count("dose_warning") == 1
+    p.dosimeter.start_day(0.0)
+    run_array(Pipeline([p]), x[: FS // 10, None])
+    p.dosimeter.start_day(0.95 * p.dosimeter.limit_energy_pa2s)
+    run_array(Pipeline([p]), x[: FS // 10, None])
+    assert [e["kind"] for e in p.events.drain()] == ["dose_warning"]
 
 
 # -- processor contract ------------------------------------------------------------------------

@@ -217,6 +217,11 @@ class Dosimeter(Processor):
         self.carried[0] = float(carried_energy_pa2s)
 
     @property
+    def limit_energy_pa2s(self) -> float:
+        """A-weighted energy of 100 % dose (``dose_limit_dba`` for 8 h), Pa²·s."""
+        return self._limit_energy
+
+    @property
     def day_energy_pa2s(self) -> float:
         """Today's A-weighted exposure energy at the louder ear, Pa²·s."""
         return float(self.carried[0] + self.energy_pa2s.max())

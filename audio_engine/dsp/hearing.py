@@ -5,8 +5,9 @@ all working in dB SPL at the ear through a :class:`~audio_engine.headset_profile
 (sample value -> ear level), applied as one gain per frame (channels linked, so a stereo image
 does not wander):
 
-1. **Level control** (optional, slow): the active-speech level (1.5 s average, updated only
-   while the caller is audible) is compared with the agent's comfortable level; a caller more
+1. **Level control** (optional, slow): the active-speech level (1.5 s mean square, updated
+   only while the caller is audible, measured after the anti-startle gain so a shock does not
+   count as the caller's voice) is compared with the agent's comfortable level; a caller more
    than ``level_tolerance_db`` above it is brought down at <= 6 dB/s, and the gain is *held*
    through pauses, so it does not pump on every syllable. It never boosts.
 2. **Anti-startle** (fast): a 1 ms RMS detector is compared with the running level (a slow
@@ -186,9 +187,14 @@ def _protect_kernel(
     max_reduction = 0.0
     last_lim_db = 0.0
 
-    # Dose: tell once at the warning level and once at the limit; set the slow gain target.
+    # Dose: tell once at the warning level and once at the limit (re-armed when a new day
+    # starts the dose from zero); set the slow gain target.
     dose = telemetry[T_DOSE_PERCENT]
     warn = params[_P_DOSE_WARN]
+    if dose < warn:
+        istate[_I_DOSE_WARNED] = 0
+    elif dose < 100.0 and istate[_I_DOSE_WARNED] > 1:
+        istate[_I_DOSE_WARNED] = 1
     if dose >= warn and istate[_I_DOSE_WARNED] < 1:
         istate[_I_DOSE_WARNED] = 1
         _emit(events, event_count, 4, istate[_I_SAMPLES], 0, dose, 0.0)
