@@ -11,8 +11,11 @@ import functools
 import math
 import tracemalloc
 
+import hypothesis.extra.numpy as hnp
+import hypothesis.strategies as st
 import numpy as np
 import pytest
+from hypothesis import given, settings
 
 from audio_engine.dsp.hearing import (
     T_DOSE_GAIN_DB,
@@ -382,3 +385,41 @@ def test_bad_profile_files_are_pinned(tmp_path, text, match):
 def test_missing_profile_file_is_a_calibration_error(tmp_path):
     with pytest.raises(CalibrationError, match=r"cannot be read"):
         load_profile(tmp_path / "absent.toml")
+
+
+@pytest.mark.parametrize("sample_rate", [8000, 16000, 44100])
+def test_squeal_is_held_at_other_sample_rates(sample_rate):
+    """A 2.8 kHz squeal at 125 dB SPL after 70 dB SPL speech, at telephone and CD rates: held
+    under 102 dB SPL from the first sample and under 93 dB SPL within 3 ms."""
+    from audio_engine.office.speech import demo_speech
+
+    speech = demo_speech(sample_rate)[: 2 * sample_rate].astype(np.float64)
+    speech *= PROFILE.amplitude_for_db_spl(70.0) / math.sqrt(2.0) / active_rms(speech, sample_rate)
+    onset = sample_rate
+    squeal = signals.sine(2800.0, sample_rate, 0.5, PROFILE.amplitude_for_db_spl(125.0))
+    speech[onset : onset + len(squeal)] += squeal
+    x = speech.astype(np.float32)[:, None]
+    p = HearingProtector(sample_rate, 160, 1, profile=PROFILE)
+    y = run_array(Pipeline([p]), x, compensate_latency=True)[:, 0]
+    assert np.max(np.abs(y)) <= p.limit_amplitude * (1 + 1e-6)
+    ms = sample_rate // 1000
+    after = y[onset + 3 * ms : onset + len(squeal)]
+    assert level_db_spl(after[: 50 * ms]) < 93.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    data=hnp.arrays(
+        np.float32,
+        st.integers(1, 3000),
+        elements=st.floats(allow_nan=True, allow_infinity=True, width=32),
+    ),
+    block_size=st.integers(1, 700),
+    lookahead_ms=st.sampled_from([0.0, 0.3, 1.5, 2.0]),
+)
+def test_any_input_stays_finite_and_under_the_limit(data, block_size, lookahead_ms):
+    p = HearingProtector(FS, block_size, 1, profile=PROFILE, lookahead_ms=lookahead_ms)
+    y = run_array(Pipeline([p]), data[:, None])
+    assert np.all(np.isfinite(y))
+    assert np.max(np.abs(y)) <= p.limit_amplitude * (1 + 1e-6)
+    assert np.all(np.isfinite(p.telemetry))
