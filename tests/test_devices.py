@@ -299,6 +299,31 @@ def test_duplex_callback_processes_and_counts_status_flags(sd):
     assert pa.closed
 
 
+def test_non_finite_input_is_zeroed_counted_and_the_callback_allocates_nothing(sd):
+    pipeline = Pipeline([Gain(48000, 480, 1)], name="headset")
+    stream = DeviceStream(pipeline, "duplex", "USB", "USB")
+    (pa,) = sd.opened
+    x = white(480, offset=5)
+    x[[3, 100, 479], 0] = [np.nan, np.inf, -np.inf]
+    outdata = np.empty((480, 1), np.float32)
+    flags = FakeFlags()
+    pa.callback(x.copy(), outdata, 480, None, flags)
+    assert np.isfinite(outdata).all()
+    assert outdata[3, 0] == 0.0 and outdata[4, 0] == x[4, 0]
+    assert stream.report().telemetry["non-finite input samples zeroed"] == 3
+    indata = white(480, offset=6)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for _ in range(300):
+            pa.callback(indata, outdata, 480, None, flags)
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    grown = sum(s.size_diff for s in after.compare_to(before, "filename") if s.size_diff > 0)
+    assert grown < 2048, f"the device callback allocated {grown} bytes in 300 blocks"
+
+
 def test_two_devices_are_bridged_by_the_ring_with_bounded_delay(sd):
     block = 480
     pipeline = Pipeline([Gain(48000, block, 1)], name="headset")

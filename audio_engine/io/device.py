@@ -346,15 +346,27 @@ def _pulse_routing(*endpoints: Endpoint | None):
 
 
 @njit(cache=True)
-def _track_peak(peak: np.ndarray, block: np.ndarray) -> None:
-    """peak[0] = max(peak[0], max |block|), ignoring NaN (real-time safe)."""
+def _meter_and_sanitize(peak: np.ndarray, nonfinite: np.ndarray, block: np.ndarray) -> None:
+    """Track max |sample| in ``peak[0]``; replace NaN/Inf by 0 in place, counted in ``nonfinite[0]``.
+
+    Real-time safe. Why sanitize here: the ALSA pulse plugin has been measured handing a new
+    capture stream NaN and |x| > 1e30 in its first tens of ms (tests/test_soundserver.py), and
+    one NaN would otherwise reach every stage's filter state.
+    """
     m = peak[0]
+    bad = 0
     for i in range(block.shape[0]):
         for c in range(block.shape[1]):
-            v = abs(block[i, c])
-            if v > m:  # False for NaN, so a NaN never poisons the meter
+            v = block[i, c]
+            if not np.isfinite(v):
+                block[i, c] = 0.0
+                bad += 1
+                continue
+            v = abs(v)
+            if v > m:
                 m = v
     peak[0] = m
+    nonfinite[0] += bad
 
 
 class DeviceStream:
@@ -432,8 +444,8 @@ class DeviceStream:
         # Monitoring state written by the callbacks, read by status lines: preallocated.
         self.input_peak = np.zeros(1, np.float64)
         self.status_flags = np.zeros(1, np.int64)
-        _track_peak(self.input_peak, np.zeros((1, 1), np.float32))
-        self.input_peak[0] = 0.0
+        self.nonfinite_input = np.zeros(1, np.int64)
+        _meter_and_sanitize(self.input_peak, self.nonfinite_input, np.zeros((1, 1), np.float32))
         self._callback = PipelineCallback(pipeline, tap=self.ring.write if self.bridged else tap)
         self._streams = self._open()
 
@@ -442,7 +454,7 @@ class DeviceStream:
         if status:
             self.status_flags[0] += 1
         if indata is not None:
-            _track_peak(self.input_peak, indata)
+            _meter_and_sanitize(self.input_peak, self.nonfinite_input, indata)
         self._callback(indata, outdata, frames, time_info, status)
 
     def _input_callback(self, indata, frames, time_info, status) -> None:
@@ -571,7 +583,11 @@ class DeviceStream:
 
     def report(self, telemetry: dict | None = None):
         """The pipeline's latency report with PortAudio's latency and the device figures."""
-        extra = {"devices": self.describe(), "callback faults": self._callback.faults}
+        extra = {
+            "devices": self.describe(),
+            "callback faults": self._callback.faults,
+            "non-finite input samples zeroed": int(self.nonfinite_input[0]),
+        }
         if self.ring is not None:
             extra["bridge dropped frames"] = self.ring.dropped_frames
             extra["bridge zero-filled frames"] = self.ring.missing_frames
