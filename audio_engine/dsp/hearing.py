@@ -707,6 +707,7 @@ class HearingProtector(Processor):
         t = self.telemetry
         summary = {
             "hearing_profile": self.profile.name,
+            "hearing_profile_measured": self.profile.measured,
             "hearing_limit_db_spl": self.limit_db_spl,
             "hearing_ear_level_db_spl": round(float(t[T_EAR_LEVEL_DB_SPL]), 1),
             "hearing_max_ear_peak_db_spl": round(float(t[T_MAX_EAR_PEAK_DB_SPL]), 1),
