@@ -315,3 +315,21 @@ def third_octave_levels_db(
         power = np.mean(np.square(y), axis=0)
         levels[k] = 10.0 * np.log10(np.maximum(power, 1e-30)) + offset_db
     return nominal, levels
+
+
+def iter_band_signals(
+    signal: np.ndarray, sample_rate: int, low_hz: float = 100.0, high_hz: float = 8000.0
+):
+    """Yield ``(nominal_hz, bandwidth_hz, band_signal)`` for each band of a recording (offline).
+
+    For statistics that need a band's time structure (transient rejection, per-band
+    percentiles). ``band_signal`` is float64, same shape as ``signal``, from a zero state.
+    """
+    x = np.asarray(signal)
+    if x.ndim not in (1, 2) or x.shape[0] == 0:
+        raise ConfigError(f"signal.shape={x.shape} is not (frames,) or (frames, channels)")
+    flat = weight_signal(x, sample_rate, "Z")  # checks finiteness and the sample rate
+    nominal, sos = filterbank_sos(sample_rate, low_hz, high_hz)
+    for k, f in enumerate(nominal):
+        lower, upper = band_edges_hz(band_index(f))
+        yield float(f), float(upper - lower), scipy.signal.sosfilt(sos[k], flat, axis=0)
