@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from audio_engine.dsp.base import check_number
 from audio_engine.dsp.dosimeter import energy_from_lex_8h, lex_8h_from_energy
 from audio_engine.errors import ConfigError
 
@@ -182,13 +183,7 @@ class HearingLog:
             ("poll_interval_s", poll_interval_s, 0.01, 10.0),
             ("dose_interval_s", dose_interval_s, 0.05, 600.0),
         ):
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or not low <= value <= high
-            ):
-                raise ConfigError(f"{name}={value!r} is not a number in {low:g}..{high:g} s")
+            check_number(name, value, low, high, "s")
         if not hasattr(protector, "events") or not hasattr(protector, "dosimeter"):
             raise ConfigError(f"protector={protector!r} is not a HearingProtector")
         self.protector = protector

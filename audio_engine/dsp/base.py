@@ -67,6 +67,23 @@ def check_channels(channels: object, name: str = "channels") -> int:
     return int(channels)
 
 
+def check_number(name: str, value: object, low: float, high: float, unit: str = "") -> float:
+    """Return ``value`` as a float if it is a finite number in ``low..high``, else raise.
+
+    The one range check every constructor and config loader uses, so every message has the same
+    form: ``"limit_db_spl=130 is not a number in 60..118 dB SPL"``.
+    """
+    suffix = f" {unit}" if unit else ""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float | np.integer | np.floating)
+        or not np.isfinite(value)
+        or not low <= value <= high
+    ):
+        raise ConfigError(f"{name}={value!r} is not a number in {low:g}..{high:g}{suffix}")
+    return float(value)
+
+
 class Processor(ABC):
     """Base class of a streaming processor.
 
@@ -166,9 +183,7 @@ class Gain(Processor):
 
     def __init__(self, sample_rate: int, block_size: int, channels: int = 1, gain_db: float = 0.0):
         super().__init__(sample_rate, block_size, channels)
-        if not np.isfinite(gain_db) or not -120.0 <= gain_db <= 40.0:
-            raise ConfigError(f"gain_db={gain_db!r} is not a finite number in -120..40 dB")
-        self.gain_db = float(gain_db)
+        self.gain_db = check_number("gain_db", gain_db, -120.0, 40.0, "dB")
         self._gain = np.float32(10.0 ** (gain_db / 20.0))
 
     def _process(self, block: np.ndarray, out: np.ndarray) -> None:

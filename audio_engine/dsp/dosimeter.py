@@ -25,9 +25,8 @@ import math
 import numpy as np
 from numba import njit
 
-from audio_engine.dsp.base import Processor
+from audio_engine.dsp.base import Processor, check_number
 from audio_engine.dsp.weighting import sos_filter_kernel, weight_signal, weighting_sos
-from audio_engine.errors import ConfigError
 from audio_engine.headset_profile import HeadsetProfile, resolve_profile
 
 #: Reference sound pressure, Pa (ISO 1683).
@@ -159,15 +158,8 @@ class Dosimeter(Processor):
     ) -> None:
         super().__init__(sample_rate, block_size, channels)
         profile = resolve_profile(profile)
-        if (
-            isinstance(dose_limit_dba, bool)
-            or not isinstance(dose_limit_dba, int | float)
-            or not math.isfinite(dose_limit_dba)
-            or not 70.0 <= dose_limit_dba <= 90.0
-        ):
-            raise ConfigError(f"dose_limit_dba={dose_limit_dba!r} is not a number in 70..90 dB(A)")
         self.profile = profile
-        self.dose_limit_dba = float(dose_limit_dba)
+        self.dose_limit_dba = check_number("dose_limit_dba", dose_limit_dba, 70.0, 90.0, "dB(A)")
         self._sos = np.ascontiguousarray(weighting_sos("A", self.sample_rate))
         self._filter_state = np.zeros((self.channels, self._sos.shape[0], 2), np.float64)
         self._weighted = np.zeros((self.block_size, self.channels), np.float32)

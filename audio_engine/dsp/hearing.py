@@ -41,7 +41,7 @@ import math
 import numpy as np
 from numba import njit
 
-from audio_engine.dsp.base import Processor
+from audio_engine.dsp.base import Processor, check_number
 from audio_engine.dsp.dosimeter import Dosimeter
 from audio_engine.errors import ConfigError
 from audio_engine.headset_profile import HeadsetProfile, resolve_profile
@@ -437,14 +437,6 @@ class EventRing:
         self.lost = 0
 
 
-def _positive(name: str, value: object, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
-        raise ConfigError(f"{name}={value!r} is not a number in {low:g}..{high:g}")
-    if not math.isfinite(value) or not low <= value <= high:
-        raise ConfigError(f"{name}={value!r} is not a number in {low:g}..{high:g}")
-    return float(value)
-
-
 class HearingProtector(Processor):
     """Anti-startle limiter, slow level control, dose reduction and hard limit, in dB SPL.
 
@@ -537,17 +529,17 @@ class HearingProtector(Processor):
     ) -> None:
         super().__init__(sample_rate, block_size, channels)
         self.profile = resolve_profile(profile)
-        self.limit_db_spl = _positive("limit_db_spl", limit_db_spl, 60.0, TELECOM_LIMIT_DBA)
-        self.lookahead_ms = _positive("lookahead_ms", lookahead_ms, 0.0, MAX_LOOKAHEAD_MS)
-        release = _positive("limit_release_ms", limit_release_ms, 10.0, 2000.0)
-        margin = _positive("startle_margin_db", startle_margin_db, 6.0, 40.0)
-        threshold = _positive("startle_threshold_db_spl", startle_threshold_db_spl, 70.0, 110.0)
-        st_release = _positive("startle_release_ms", startle_release_ms, 20.0, 5000.0)
-        comfort = _positive("comfort_level_db_spl", comfort_level_db_spl, 50.0, 95.0)
-        tolerance = _positive("level_tolerance_db", level_tolerance_db, 0.0, 20.0)
-        lc_max = _positive("level_max_reduction_db", level_max_reduction_db, 0.0, 40.0)
-        warn = _positive("dose_warning_percent", dose_warning_percent, 1.0, 100.0)
-        dose_max = _positive("dose_max_reduction_db", dose_max_reduction_db, 0.0, 20.0)
+        self.limit_db_spl = check_number("limit_db_spl", limit_db_spl, 60.0, TELECOM_LIMIT_DBA)
+        self.lookahead_ms = check_number("lookahead_ms", lookahead_ms, 0.0, MAX_LOOKAHEAD_MS)
+        release = check_number("limit_release_ms", limit_release_ms, 10.0, 2000.0)
+        margin = check_number("startle_margin_db", startle_margin_db, 6.0, 40.0)
+        threshold = check_number("startle_threshold_db_spl", startle_threshold_db_spl, 70.0, 110.0)
+        st_release = check_number("startle_release_ms", startle_release_ms, 20.0, 5000.0)
+        comfort = check_number("comfort_level_db_spl", comfort_level_db_spl, 50.0, 95.0)
+        tolerance = check_number("level_tolerance_db", level_tolerance_db, 0.0, 20.0)
+        lc_max = check_number("level_max_reduction_db", level_max_reduction_db, 0.0, 40.0)
+        warn = check_number("dose_warning_percent", dose_warning_percent, 1.0, 100.0)
+        dose_max = check_number("dose_max_reduction_db", dose_max_reduction_db, 0.0, 20.0)
         self.startle = bool(startle)
         self.level_control = bool(level_control)
         self.comfort_level_db_spl = comfort
