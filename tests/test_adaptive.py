@@ -196,3 +196,50 @@ def test_mic_level_tap_reads_calibrated_dba():
     np.testing.assert_allclose(tap.levels_dba(), [100.0, 80.0], atol=0.1)
     assert np.all(out == 0.0)
     assert tap.levels_dba() is None  # nothing new since the last read
+
+
+def test_ambient_spectrum_is_estimated_per_band():
+    """Per band, the masking's known band levels are removed from the measured band levels:
+    where the room is audible above the floor the estimate is the room itself."""
+    bands = 20
+    true_ambient = np.linspace(50.0, 30.0, bands)  # a sloping room spectrum
+    masking = np.full(bands, 38.0)
+    measured = power_sum_db(np.stack([true_ambient, masking]), axis=0)
+    est = AmbientEstimator(averaging_s=10.0)
+    for _ in range(50):
+        estimate = est.update(np.stack([measured, measured]), np.stack([masking, masking]), 1.0)
+    assert estimate.shape == (bands,)
+    audible = true_ambient >= masking - 9.0  # above the -10 dB floor of the estimator
+    np.testing.assert_allclose(estimate[audible], true_ambient[audible], atol=0.01)
+    # Below the floor the estimate is conservative: never under measured - 10 dB.
+    np.testing.assert_allclose(estimate[~audible], measured[~audible] - 10.0, atol=0.01)
+
+
+def test_supervisor_never_sets_a_level_above_the_ceiling_whatever_the_mics_say():
+    """A week of ticks with nonsense microphone levels (silence, 150 dB, NaN) and the schedule:
+    every level the generator is given is on the 0.5 dB grid and under the zone's ceiling."""
+    import datetime as dt
+
+    from audio_engine.dsp.masking import MaskingGenerator
+    from audio_engine.schedule import MaskingSupervisor
+
+    g = MaskingGenerator(
+        16000,
+        320,
+        len(SITE.zones),
+        SITE.target_nominal_hz[:-1],
+        SITE.target_level_db[:-1],
+        level_dba=[z.level_dba for z in SITE.zones],
+        start=False,
+    )
+    sup = MaskingSupervisor(SITE, g)
+    rng = signals.rng(400)
+    t = dt.datetime(2026, 11, 23, 0, 0)
+    ceilings = np.array([z.ceiling_dba for z in SITE.zones])
+    maxima = np.array([z.max_dba for z in SITE.zones])
+    for _ in range(7 * 24 * 6):
+        mics = rng.choice([0.0, 150.0, np.nan, 45.0, 60.0], size=2)
+        sup.tick(t, 600.0, mics)
+        assert np.all(g.level_dba <= np.minimum(ceilings, maxima))
+        np.testing.assert_array_equal(g.level_dba * 2, np.round(g.level_dba * 2))
+        t += dt.timedelta(minutes=10)

@@ -233,7 +233,7 @@ commands = st.lists(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     sequence=commands,
     blocks=st.lists(st.integers(1, 700), min_size=12, max_size=12),
