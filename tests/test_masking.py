@@ -207,6 +207,20 @@ def test_fault_fades_to_silence_never_a_burst(where):
     assert signals.rms_db(g.render(8.0)[-FS:, 1]) == pytest.approx(-45.0, abs=0.5)
 
 
+def test_reset_after_a_fault_restores_every_zone():
+    g = make(zones=2)
+    g._gain[0] = np.nan
+    g._magnitude[1] = np.inf
+    g.render(4.0)
+    assert list(g.faults) == [1, 1]
+    g.reset()
+    g.start()
+    x = g.render(1.0)
+    assert list(g.faults) == [0, 0]
+    for zone in range(2):
+        assert signals.rms_db(x[:, zone]) == pytest.approx(-45.0, abs=0.3)
+
+
 # -- the ceiling ------------------------------------------------------------------------------
 def _fast_ms(y: np.ndarray, sample_rate: int, state: np.ndarray) -> np.ndarray:
     """Fast-weighted mean square of each column of ``y``, continuing ``state`` (updated)."""

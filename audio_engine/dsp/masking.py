@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from audio_engine.dsp.bands import band_edges_hz, band_index, exact_centre_hz
-from audio_engine.dsp.base import Processor
+from audio_engine.dsp.base import Processor, check_channels
 from audio_engine.dsp.masking_kernels import (
     apply_gains,
     overlap_add,
@@ -226,8 +226,6 @@ class MaskingGenerator(Processor):
         start: bool = True,
     ):
         super().__init__(sample_rate, block_size, 1)
-        from audio_engine.dsp.base import check_channels
-
         self.zones = check_channels(zones, "zones")
         self.output_channels = self.zones
         nominal = np.asarray(target_nominal_hz, dtype=np.float64).ravel()
@@ -473,13 +471,21 @@ class MaskingGenerator(Processor):
         """Restart every zone's random stream from its seed, silent (faded out), state cleared."""
         for z in range(self.zones):
             splitmix64_seed(self._rng[z], self.seed * 1000003 + z)
+            if not np.all(np.isfinite(self._magnitude[z])):
+                self._magnitude[z] = design_magnitude(
+                    self.target_nominal_hz,
+                    self.target_level_db + self.eq_db[z],
+                    self.sample_rate,
+                    self.n_fft,
+                )
         self._tail.fill(0.0)
         self._fade.fill(0.0)
         self._fade_step.fill(0.0)
         self.faults.fill(0)
         self.running.fill(False)
-        self._gain[:] = self._gain_target
-        self._gain_ratio.fill(1.0)
+        # Levels from the requests, not from state a fault may have zeroed.
+        for z in range(self.zones):
+            self._apply_level(z, self.requested_level_dba[z], immediate=True)
         self.ceiling.reset()
         # Prime the overlap-add so the first hop is full-level noise, not half a window.
         self._synthesise()
