@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audio_engine.errors import CalibrationError, ConfigError
+from audio_engine.resources import calibration_dir
 
 #: Schema string every profile file carries.
 SCHEMA = "audio_engine.headset_profile/1"
@@ -44,8 +45,8 @@ SENSITIVITY_RANGE_DB_SPL = (70.0, 140.0)
 #: Reference points of ITU-T P.57 where ear levels are stated.
 REFERENCE_POINTS = ("DRP", "ERP")
 
-#: Where the packaged example profiles live (the repository's calibration/headsets folder).
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "calibration" / "headsets"
+#: Where the example profiles live: calibration/headsets in a checkout, its installed copy otherwise.
+PROFILE_DIR = calibration_dir() / "headsets"
 
 #: Profile used when none is named: a typical office USB headset (an example, not a measurement).
 DEFAULT_PROFILE_NAME = "generic-usb-office"
@@ -113,20 +114,6 @@ class HeadsetProfile:
         return 20.0 * math.log10(max(rms, 1e-12) * math.sqrt(2.0)) + self.sensitivity_db_spl
 
 
-#: The default profile's figures, used only when calibration/headsets is not installed (a wheel
-#: install); calibration/headsets/generic-usb-office.toml is the source and a test keeps the two
-#: equal.
-FALLBACK_DEFAULT_PROFILE = HeadsetProfile(
-    name=DEFAULT_PROFILE_NAME,
-    sensitivity_db_spl=110.0,
-    reference_point="DRP",
-    system_volume_percent=100,
-    measured=False,
-    source="typical value, not a measurement (built-in copy of generic-usb-office.toml)",
-    description="Generic USB headset, OS volume 100 %, figure at the eardrum (DRP)",
-)
-
-
 def _profile_from_mapping(data: dict, origin: str) -> HeadsetProfile:
     schema = data.get("schema")
     if schema != SCHEMA:
@@ -190,9 +177,6 @@ def get_profile(name_or_path: str | os.PathLike | None = None) -> HeadsetProfile
     if candidate.suffix == ".toml" or candidate.exists():
         return load_profile(candidate)
     path = PROFILE_DIR / f"{name_or_path}.toml"
-    if not path.exists() and name_or_path == DEFAULT_PROFILE_NAME:
-        # A non-editable install has no calibration/ folder; the receive path must still start.
-        return FALLBACK_DEFAULT_PROFILE
     if not path.exists():
         raise ConfigError(
             f"headset profile {str(name_or_path)!r} is not known; allowed: {available_profiles()} "

@@ -15,6 +15,7 @@ import numpy as np
 
 from audio_engine.errors import ConfigError
 from audio_engine.pipeline import Pipeline
+from audio_engine.resources import calibration_file
 
 #: Name of the headset (send path) pipeline in latency reports and the bench JSON.
 HEADSET = "headset"
@@ -23,7 +24,7 @@ HEADSET = "headset"
 MASKING = "masking"
 
 #: The documented example site (the repository's calibration folder, as for headset profiles).
-EXAMPLE_SITE = Path(__file__).resolve().parent.parent / "calibration" / "example_site.toml"
+EXAMPLE_SITE = calibration_file("example_site.toml")
 
 
 def build_headset_pipeline(

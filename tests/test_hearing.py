@@ -338,15 +338,6 @@ def test_packaged_profiles_load_and_say_they_are_examples():
     assert get_profile().name == "generic-usb-office"
 
 
-def test_built_in_fallback_matches_the_default_profile_file():
-    from audio_engine.headset_profile import FALLBACK_DEFAULT_PROFILE
-
-    packaged = get_profile()
-    assert FALLBACK_DEFAULT_PROFILE.sensitivity_db_spl == packaged.sensitivity_db_spl
-    assert FALLBACK_DEFAULT_PROFILE.reference_point == packaged.reference_point
-    assert FALLBACK_DEFAULT_PROFILE.system_volume_percent == packaged.system_volume_percent
-
-
 def test_profile_level_conversions_round_trip():
     amplitude = PROFILE.amplitude_for_db_spl(94.0)
     tone = signals.sine(1000.0, FS, 1.0, amplitude)
