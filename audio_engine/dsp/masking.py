@@ -494,7 +494,7 @@ class MaskingGenerator(Processor):
 
     # -- hot path -----------------------------------------------------------------------------
     def _synthesise(self) -> None:
-        random_spectra(self._spectrum, self._magnitude, self._rng)
+        random_spectra(self._spectrum, self._magnitude, self._rng, self.faults)
         np.fft.irfft(self._spectrum, n=self.n_fft, axis=1, out=self._frames)
         overlap_add(self._hop_buffer, self._frames, self._window, self._tail)
 

@@ -56,7 +56,7 @@ def _uniform_pm1(s):
 
 
 @njit(cache=True)
-def random_spectra(spectrum, magnitude, rng_state):
+def random_spectra(spectrum, magnitude, rng_state, fault):
     """Write one random spectrum per zone: ``magnitude * (u + i v)``, u, v uniform in [-1, 1).
 
     Parameters
@@ -64,6 +64,8 @@ def random_spectra(spectrum, magnitude, rng_state):
     spectrum : complex128 (zones, bins), written
     magnitude : float64 (zones, bins), the shaping magnitude per rfft bin (0 at DC, Nyquist)
     rng_state : uint64 (zones, 4), advanced
+    fault : int64 (zones,), set to 1 for a zone whose magnitude holds a non-finite value; that
+        zone's spectrum is written as zeros (silence) so no NaN ever reaches the FFT
 
     Notes
     -----
@@ -74,6 +76,16 @@ def random_spectra(spectrum, magnitude, rng_state):
     zones, bins = magnitude.shape
     for z in range(zones):
         s = rng_state[z]
+        poisoned = False
+        for k in range(bins):
+            if not np.isfinite(magnitude[z, k]):
+                poisoned = True
+                break
+        if poisoned:
+            fault[z] = 1
+            for k in range(bins):
+                spectrum[z, k] = 0.0
+            continue
         for k in range(bins):
             m = magnitude[z, k]
             re = _uniform_pm1(s)
