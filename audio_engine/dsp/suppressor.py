@@ -285,7 +285,7 @@ class NoiseSuppressor(Processor):
     @property
     def enabled(self) -> bool:
         """On (suppressing) or off (delayed dry signal); switching crossfades over 10 ms."""
-        return self._params[K.P_WET_TARGET] > 0.5
+        return bool(self._params[K.P_WET_TARGET] > 0.5)
 
     @enabled.setter
     def enabled(self, value: bool) -> None:

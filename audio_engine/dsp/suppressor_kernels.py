@@ -277,9 +277,9 @@ def _frame(
     for k in range(lo, hi):
         band_level += power[k]
     level_db = 10.0 * np.log10(band_level + 1e-30)
-    # Frame term with limits 3 dB above Cohen's bin-wise ones: averaged over ~100 bins, noise
+    # Frame term with limits 6 dB above Cohen's bin-wise ones: averaged over ~100 bins, noise
     # alone sits at ~-10 dB and must map to "no speech" reliably.
-    p_frame = _presence_map(frame_zeta * 0.5)
+    p_frame = _presence_map(frame_zeta * 0.25)
     agent_db = chan[c, AGENT_LEVEL_DB]
     if snr_db > 6.0 and seen >= init_frames:
         # The agent's active level: rises at once to louder speech, decays slowly, so a talker
