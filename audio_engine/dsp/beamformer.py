@@ -155,9 +155,10 @@ def _overlap_add(ready, ola, frame_in, frame_out, window, hop):
 
 
 @njit(cache=True)
-def _solve_hermitian(a, b, x):
-    """Solve a x = b for a small dense complex matrix by Gaussian elimination with partial
-    pivoting; ``a`` and ``b`` are overwritten. Returns False if ``a`` is singular."""
+def _solve_small(a, b, x):
+    """Solve a x = b for a small dense complex matrix (mics x mics) by Gaussian elimination
+    with partial pivoting; ``a`` and ``b`` are overwritten. Returns False if ``a`` is singular.
+    At 2..8 microphones this is cheaper than a LAPACK call per bin and allocates nothing."""
     n = a.shape[0]
     for col in range(n):
         pivot = col
@@ -208,9 +209,6 @@ def _mvdr_frame(
     band_low,
     band_high,
     reference_mic,
-    postfilter,
-    postfilter_floor,
-    decision_directed,
     bin_ratio,
     bin_threshold,
 ):
@@ -224,8 +222,8 @@ def _mvdr_frame(
     state : float64 array: [0] frames left in the start-up phase (every frame trains), [1] last
     presence statistic, [2] 1.0 if the last frame was judged target-present, [3] start-up
     length in frames.
-    postfilter : (bins, 2) float64 state of the Wiener post-filter: last gain and last
-    posterior SNR per bin. ``postfilter_floor`` 1.0 disables it.
+    bin_ratio : (bins,) float64 scratch: each bin's beam-to-reference ratio this frame.
+    bin_threshold : bins below it train the noise covariance even in target frames.
     """
     bins = spec.shape[0]
     mics = spec.shape[1]
@@ -290,7 +288,7 @@ def _mvdr_frame(
                 scratch_a[i, j] = covariance[k, i, j]
             scratch_a[i, i] += diagonal
             scratch_b[i] = steering[k, i]
-        if _solve_hermitian(scratch_a, scratch_b, scratch_x):
+        if _solve_small(scratch_a, scratch_b, scratch_x):
             denominator = 0.0j
             for m in range(mics):
                 denominator += steering[k, m].conjugate() * scratch_x[m]
@@ -305,24 +303,6 @@ def _mvdr_frame(
             y += weights[k, m].conjugate() * spec[k, m]
             dhx += steering[k, m].conjugate() * spec[k, m]
             dd += steering[k, m].real ** 2 + steering[k, m].imag ** 2
-        if postfilter_floor < 1.0:
-            # Noise power at the beam output, w^H R w, from the tracked covariance: the
-            # multichannel estimate the single-channel suppressor cannot make for talkers.
-            noise = 0.0
-            for i in range(mics):
-                row = 0.0j
-                for j in range(mics):
-                    row += covariance[k, i, j] * weights[k, j]
-                noise += (weights[k, i].conjugate() * row).real
-            noise = max(noise, 1e-20)
-            posterior = (y.real**2 + y.imag**2) / noise
-            prior = decision_directed * postfilter[k, 0] ** 2 * postfilter[k, 1] + (
-                1.0 - decision_directed
-            ) * max(posterior - 1.0, 0.0)
-            gain = max(prior / (1.0 + prior), postfilter_floor)
-            postfilter[k, 0] = gain
-            postfilter[k, 1] = min(posterior, 1e6)
-            y *= gain
         out_spec[k, 0] = y
         if out_spec.shape[1] > 1:
             out_spec[k, 1] = spec[k, reference_mic] - steering[k, reference_mic] * dhx / dd
@@ -542,7 +522,6 @@ class MvdrBeamformer(Processor):
         diagonal_loading: float = 0.01,
         presence_threshold: float = 2.0,
         startup_s: float = 0.25,
-        postfilter_floor_db: float | None = None,
         bin_presence_threshold: float = 1.0,
         noise_reference: bool = False,
     ):
@@ -555,13 +534,6 @@ class MvdrBeamformer(Processor):
             ("presence_threshold", presence_threshold, 1.0, 100.0, "(power ratio)"),
             ("startup_s", startup_s, 0.0, 10.0, "s"),
             ("bin_presence_threshold", bin_presence_threshold, 0.0, 100.0, "(power ratio)"),
-            (
-                "postfilter_floor_db",
-                -40.0 if postfilter_floor_db is None else postfilter_floor_db,
-                -60.0,
-                0.0,
-                "dB",
-            ),
         ):
             if (
                 isinstance(value, bool)
@@ -610,15 +582,8 @@ class MvdrBeamformer(Processor):
         self._scratch_b = np.zeros(mics, np.complex128)
         self._scratch_x = np.zeros(mics, np.complex128)
         self._state = np.zeros(4, np.float64)
-        self._postfilter = np.zeros((bins, 2), np.float64)
         self._bin_ratio = np.zeros(bins, np.float64)
         self._bin_threshold = float(bin_presence_threshold)
-        self._postfilter_floor = (
-            1.0 if postfilter_floor_db is None else float(10.0 ** (postfilter_floor_db / 20.0))
-        )
-        # Decision-directed a priori SNR (Ephraim & Malah 1984): 0.98 at a 10 ms hop, kept for
-        # other hops by holding its time constant.
-        self._decision_directed = float(0.98 ** (hop / (0.010 * self.sample_rate)))
         self._fill = 0
         self.reset()
         self._warm_up()
@@ -652,7 +617,6 @@ class MvdrBeamformer(Processor):
             self._ready,
             self._covariance,
             self._state,
-            self._postfilter,
         ):
             a.fill(0)
         # Until the covariance has data, the MVDR weights are the delay-and-sum weights.
@@ -693,9 +657,6 @@ class MvdrBeamformer(Processor):
                     self._band[0],
                     self._band[1],
                     self.reference_mic,
-                    self._postfilter,
-                    self._postfilter_floor,
-                    self._decision_directed,
                     self._bin_ratio,
                     self._bin_threshold,
                 )
