@@ -196,6 +196,28 @@ def robust_mean_power(frame_power: np.ndarray) -> np.ndarray:
     return np.sum(np.where(keep, p, 0.0), axis=0) / np.maximum(np.sum(keep, axis=0), 1)
 
 
+def position_average_db(zone_db: Sequence[np.ndarray]) -> np.ndarray:
+    """Power mean over positions of per-position band levels, filling rejected entries.
+
+    A band rejected at some positions but measured at others would otherwise be averaged over
+    a different set of seats from one iteration to the next, and seats differ. A missing entry
+    is filled with the mean of the measured seats corrected by that seat's typical offset
+    (the median, over bands measured everywhere, of its difference from the seat mean).
+    Bands measured nowhere stay NaN.
+    """
+    z = np.array(zone_db, dtype=np.float64)
+    if z.ndim != 2 or z.shape[0] < 2:
+        return power_mean_db(z)
+    ok = np.isfinite(z)
+    everywhere = np.all(ok, axis=0)
+    if np.any(everywhere) and not np.all(everywhere):
+        seat = np.median(z[:, everywhere] - z[:, everywhere].mean(axis=0), axis=1)
+        for k in np.flatnonzero(~everywhere & np.any(ok, axis=0)):
+            base = float(np.mean(z[ok[:, k], k] - seat[ok[:, k]]))
+            z[~ok[:, k], k] = base + seat[~ok[:, k]]
+    return power_mean_db(z)
+
+
 def power_mean_db(levels_db: Sequence[float] | np.ndarray, axis: int = 0) -> np.ndarray:
     """Power (energy) mean of levels in dB, ignoring NaN; NaN if all are NaN."""
     levels = np.asarray(levels_db, dtype=np.float64)
@@ -441,7 +463,7 @@ class AutoCalibrator:
             measurements = [
                 self.measure(zone, target.name, p, signal)[0] for p in range(self.positions)
             ]
-            zone_db = power_mean_db([m.zone_db for m in measurements])
+            zone_db = position_average_db([m.zone_db for m in measurements])
             rejected = ~np.isfinite(zone_db)
             if np.all(rejected):
                 raise CalibrationError(
