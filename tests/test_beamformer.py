@@ -332,6 +332,10 @@ def test_array_pipeline_shape_and_latency():
     assert [s.name for s in pipeline.stages] == ["ArrayInput", "MvdrBeamformer", "NoiseSuppressor"]
     assert pipeline.latency_samples == sum(s.latency_samples for s in pipeline.stages)
     assert pipeline.stages[1].latency_samples == 512
+    run_array(pipeline, signals.array_scene(EXAMPLE, 16000)["mixture"][:16000])
+    telemetry = pipeline.report().telemetry
+    assert telemetry["beamformer_frames"] == 16000 // 256
+    assert 0.0 < telemetry["beamformer_target_presence"] < 1.0
 
 
 @pytest.mark.parametrize(

@@ -221,7 +221,7 @@ def _mvdr_frame(
     weights : (bins, mics) complex128, beamformer weights state.
     state : float64 array: [0] frames left in the start-up phase (every frame trains), [1] last
     presence statistic, [2] 1.0 if the last frame was judged target-present, [3] start-up
-    length in frames.
+    length in frames, [4] frames processed, [5] frames judged target-present.
     bin_ratio : (bins,) float64 scratch: each bin's beam-to-reference ratio this frame.
     bin_threshold : bins below it train the noise covariance even in target frames.
     """
@@ -263,6 +263,8 @@ def _mvdr_frame(
     starting = state[0] > 0.0
     present = (not starting) and statistic > presence_threshold
     state[2] = 1.0 if present else 0.0
+    state[4] += 1.0
+    state[5] += 1.0 if present else 0.0
     if starting:
         state[0] -= 1.0
         # Start-up: the plain mean of the frames so far (a fast, unbiased start), then tracking.
@@ -509,7 +511,8 @@ class MvdrBeamformer(Processor):
     ``channels = config.mics``, ``output_channels = 1`` (2 with the noise reference).
     :meth:`process` is real-time safe: spectra go through ``numpy.fft`` with ``out=`` and a
     Numba kernel into buffers allocated here. ``presence`` and ``presence_statistic`` give the
-    last frame's decision (telemetry). ``block`` and ``out`` must be different arrays.
+    last frame's decision; :meth:`telemetry_summary` feeds the pipeline's latency report.
+    ``block`` and ``out`` must be different arrays.
     """
 
     def __init__(
@@ -581,7 +584,7 @@ class MvdrBeamformer(Processor):
         self._scratch_a = np.zeros((mics, mics), np.complex128)
         self._scratch_b = np.zeros(mics, np.complex128)
         self._scratch_x = np.zeros(mics, np.complex128)
-        self._state = np.zeros(4, np.float64)
+        self._state = np.zeros(6, np.float64)
         self._bin_ratio = np.zeros(bins, np.float64)
         self._bin_threshold = float(bin_presence_threshold)
         self._fill = 0
@@ -609,6 +612,14 @@ class MvdrBeamformer(Processor):
     def presence_statistic(self) -> float:
         """The last frame's beam-to-reference power ratio (1 for noise alone)."""
         return float(self._state[1])
+
+    def telemetry_summary(self) -> dict:
+        """Share of STFT frames judged to hold the agent's speech (the pipeline report's)."""
+        frames = float(self._state[4])
+        return {
+            "beamformer_frames": int(frames),
+            "beamformer_target_presence": round(float(self._state[5]) / max(frames, 1.0), 3),
+        }
 
     def reset(self) -> None:
         for a in (
