@@ -399,3 +399,22 @@ def check_device_channels(
             f"{'' if device_channels == 1 else 's'} (allowed channels 1..{int(device_channels)}); "
             "choose a device with more inputs or fix the channel numbers"
         )
+
+
+def check_file_channels(config: ArrayConfig, file_channels: int, path: str | os.PathLike) -> None:
+    """Raise ConfigError unless a recording has one channel per microphone of ``config``.
+
+    A multichannel file for the array path holds the microphones in the config's order (the
+    device mapping does not apply to files).
+
+    Raises
+    ------
+    ConfigError
+        Naming the file, its channel count and the array's microphone count.
+    """
+    if file_channels != config.mics:
+        raise ConfigError(
+            f"'{path}' has {file_channels} channel{'' if file_channels == 1 else 's'} but array "
+            f"{config.name!r} has {config.mics} microphones; allowed: a {config.mics}-channel "
+            "file, one channel per microphone in the order of the config's [[mics]]"
+        )

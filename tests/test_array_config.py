@@ -255,3 +255,16 @@ def test_ambient_needs_calibrated_capsules():
         ArrayAmbient(16000, 160, parse_array(table(), "line"))
     with pytest.raises(ConfigError, match=r"dead_margin_db=1 is out of range; allowed 3\.\.60 dB"):
         ArrayAmbient(16000, 160, load_array(EXAMPLE), dead_margin_db=1)
+
+
+def test_file_channel_check():
+    from audio_engine.array_config import check_file_channels
+
+    config = load_array(EXAMPLE)
+    check_file_channels(config, 4, "call.wav")
+    with pytest.raises(
+        ConfigError,
+        match=r"'call\.wav' has 2 channels but array 'desk-4' has 4 microphones; allowed: a "
+        r"4-channel file",
+    ):
+        check_file_channels(config, 2, "call.wav")
