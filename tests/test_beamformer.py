@@ -388,3 +388,26 @@ def test_beamformer_needs_two_mics_and_a_target():
     )
     with pytest.raises(ConfigError, match=r"array 'ceiling' has no target"):
         DelayAndSumBeamformer(16000, 160, ceiling)
+
+
+def test_multichannel_file_through_the_array_pipeline(tmp_path):
+    """What ``denoise IN.wav OUT.wav --array CONFIG`` does: 4-channel file in, mono file out."""
+    from audio_engine.array_config import check_file_channels
+    from audio_engine.engine import run_file
+    from audio_engine.io.files import audio_info, read_audio, write_audio
+
+    config = load_array(EXAMPLE)
+    x = signals.array_scene(EXAMPLE, 16000)["mixture"][:24000]
+    write_audio(tmp_path / "in.wav", x, 16000)
+    rate, channels, frames = audio_info(tmp_path / "in.wav")
+    check_file_channels(config, channels, tmp_path / "in.wav")
+    report = run_file(
+        build_array_pipeline(config, rate, 160, attenuation_db=None),
+        tmp_path / "in.wav",
+        tmp_path / "out.wav",
+    )
+    y, _ = read_audio(tmp_path / "out.wav")
+    assert y.shape == (frames, 1)
+    expected = run_array(build_array_pipeline(config, rate, 160), x, compensate_latency=True)
+    np.testing.assert_allclose(y, expected, atol=1e-6)
+    assert report.stages[1].algorithmic_latency_samples == 512
