@@ -56,6 +56,11 @@ MIN_RAMP_S = 1.0
 #: Largest per-band EQ a zone may apply, dB.
 MAX_EQ_DB = 20.0
 
+#: Zones synthesised together in one batched inverse FFT. Larger sites are split into groups
+#: whose synthesis hops are staggered over the hop, so no single block carries every zone's FFT
+#: (the per-block cost stays flat instead of peaking once per hop).
+ZONES_PER_GROUP = 8
+
 #: Slope of the roll-off outside the target's band range, dB/octave: steep enough that the
 #: outer bands do not leak into the first and last target bands.
 _OUTSIDE_SLOPE_DB_PER_OCTAVE = 24.0
@@ -273,7 +278,6 @@ class MaskingGenerator(Processor):
         self._frames = np.zeros((self.zones, self.n_fft))
         self._tail = np.zeros((self.zones, self.hop))
         self._hop_buffer = np.zeros((self.zones, self.hop))
-        self._position = self.hop
         self._rng = np.zeros((self.zones, 4), np.uint64)
 
         self.eq_db = np.zeros((self.zones, nominal.shape[0]))
@@ -296,6 +300,7 @@ class MaskingGenerator(Processor):
             ceiling_dbfs=np.minimum(self.ceiling_dba - self.spl_offset_db, 0.0),
         )
         self._unlimited = np.zeros((self.block_size, self.zones), np.float32)
+        self._groups = self._make_groups()
         self._base_magnitude = design_magnitude(nominal, target, self.sample_rate, self.n_fft)
         self._magnitude[:] = self._base_magnitude
         levels = self._per_zone(level_dba, "level_dba", 0.0, 140.0)
@@ -304,8 +309,8 @@ class MaskingGenerator(Processor):
         self.reset()
         # Warm the kernels (compiled and cached) so nothing compiles while audio runs.
         apply_gains(
-            self._unlimited[:1],
-            self._hop_buffer,
+            self._groups[0].raw[:1],
+            self._hop_buffer[: self._groups[0].raw.shape[1]],
             0,
             self._gain.copy(),
             self._gain_target.copy(),
@@ -462,6 +467,19 @@ class MaskingGenerator(Processor):
                 -1.0 / (self.fade_out_s * self.sample_rate) if self.fade_out_s > 0 else -1.0
             )
 
+    def _make_groups(self) -> list[_ZoneGroup]:
+        count = -(-self.zones // ZONES_PER_GROUP)
+        size = -(-self.zones // count)  # balanced: 32 zones -> 4 groups of 8, 9 -> 5 + 4
+        groups = []
+        for g, first in enumerate(range(0, self.zones, size)):
+            last = min(first + size, self.zones)
+            groups.append(
+                _ZoneGroup(
+                    self, first, last, phase=g * self.hop // count, block_size=self.block_size
+                )
+            )
+        return groups
+
     def _reseed(self, z: int) -> None:
         splitmix64_seed(self._rng[z], self.seed * 1000003 + z)
         self._tail[z] = 0.0
@@ -487,40 +505,16 @@ class MaskingGenerator(Processor):
         for z in range(self.zones):
             self._apply_level(z, self.requested_level_dba[z], immediate=True)
         self.ceiling.reset()
-        # Prime the overlap-add so the first hop is full-level noise, not half a window.
-        self._synthesise()
-        self._synthesise()
-        self._position = 0
+        for group in self._groups:
+            group.prime()
 
     # -- hot path -----------------------------------------------------------------------------
-    def _synthesise(self) -> None:
-        random_spectra(self._spectrum, self._magnitude, self._rng, self.faults)
-        np.fft.irfft(self._spectrum, n=self.n_fft, axis=1, out=self._frames)
-        overlap_add(self._hop_buffer, self._frames, self._window, self._tail)
-
     def _process(self, block: np.ndarray, out: np.ndarray) -> None:
         frames = out.shape[0]
         raw = self._unlimited
-        done = 0
-        while done < frames:
-            if self._position >= self.hop:
-                self._synthesise()
-                self._position = 0
-            take = min(self.hop - self._position, frames - done)
-            apply_gains(
-                raw[done : done + take],
-                self._hop_buffer,
-                self._position,
-                self._gain,
-                self._gain_target,
-                self._gain_ratio,
-                self._fade,
-                self._fade_step,
-                self.faults,
-                self._fault_step,
-            )
-            self._position += take
-            done += take
+        for group in self._groups:
+            group.render(frames, self._fault_step)
+            raw[:frames, group.first : group.last] = group.raw[:frames]
         self.ceiling.process(raw[:frames], out)
 
     # -- off the hot path ---------------------------------------------------------------------
@@ -574,3 +568,69 @@ class MaskingGenerator(Processor):
             "masking faults": int(self.faults.sum()),
             "ceiling hard-limited samples": int(self.ceiling.counters[:, 0].sum()),
         }
+
+
+class _ZoneGroup:
+    """Up to :data:`ZONES_PER_GROUP` zones synthesised together: row views into the generator's
+    per-zone arrays, the group's own hop position and a contiguous output block.
+
+    ``phase`` samples of the first hop are skipped after priming, so groups reach their
+    synthesis hops in different blocks.
+    """
+
+    def __init__(self, owner: MaskingGenerator, first: int, last: int, phase: int, block_size: int):
+        self.first, self.last, self.phase = first, last, phase
+        self.hop = owner.hop
+        self.n_fft = owner.n_fft
+        self.window = owner._window
+        rows = slice(first, last)
+        self.magnitude = owner._magnitude[rows]
+        self.spectrum = owner._spectrum[rows]
+        self.frames = owner._frames[rows]
+        self.tail = owner._tail[rows]
+        self.hop_buffer = owner._hop_buffer[rows]
+        self.rng = owner._rng[rows]
+        self.gain = owner._gain[rows]
+        self.gain_target = owner._gain_target[rows]
+        self.gain_ratio = owner._gain_ratio[rows]
+        self.fade = owner._fade[rows]
+        self.fade_step = owner._fade_step[rows]
+        self.faults = owner.faults[rows]
+        self.raw = np.zeros((block_size, last - first), np.float32)
+        self.position = self.hop
+
+    def synthesise(self) -> None:
+        """One hop of new noise for the group's zones (real-time safe)."""
+        random_spectra(self.spectrum, self.magnitude, self.rng, self.faults)
+        np.fft.irfft(self.spectrum, n=self.n_fft, axis=1, out=self.frames)
+        overlap_add(self.hop_buffer, self.frames, self.window, self.tail)
+
+    def prime(self) -> None:
+        """Fill the overlap-add so the first hop is full-level noise, then skip ``phase``."""
+        self.tail.fill(0.0)
+        self.synthesise()
+        self.synthesise()
+        self.position = self.phase
+
+    def render(self, frames: int, fault_step: float) -> None:
+        """Write ``frames`` samples of every zone of the group into ``raw`` (real-time safe)."""
+        done = 0
+        while done < frames:
+            if self.position >= self.hop:
+                self.synthesise()
+                self.position = 0
+            take = min(self.hop - self.position, frames - done)
+            apply_gains(
+                self.raw[done : done + take],
+                self.hop_buffer,
+                self.position,
+                self.gain,
+                self.gain_target,
+                self.gain_ratio,
+                self.fade,
+                self.fade_step,
+                self.faults,
+                fault_step,
+            )
+            self.position += take
+            done += take
