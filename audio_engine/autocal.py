@@ -307,7 +307,7 @@ class AutoCalibrator:
         self.prompt = prompt or (lambda message: None)
         self.progress = progress or (lambda message: None)
         self._a_db = design_goal_db(self.bands_hz, "A")
-        self._mic_at: int | None = None
+        self._mic_at: tuple[str, int] | None = None
 
     # -- target ------------------------------------------------------------------------------
     def band_sum_dba(self, band_db: np.ndarray) -> float:
@@ -321,12 +321,12 @@ class AutoCalibrator:
 
     # -- measuring ---------------------------------------------------------------------------
     def _move_mic(self, zone_name: str, position: int) -> None:
-        if self._mic_at != position:
+        if self._mic_at != (zone_name, position):
             self.prompt(
                 f"place the microphone at position {position + 1} of zone '{zone_name}' "
                 "(seated ear height, 1.2 m)"
             )
-            self._mic_at = position
+            self._mic_at = (zone_name, position)
 
     def _levels(self, recording: np.ndarray) -> tuple[np.ndarray, float]:
         """Band levels and LAeq (dB SPL) with transients (typing, a door) rejected."""
@@ -363,6 +363,15 @@ class AutoCalibrator:
             Measurement(position, bg_db, total_db, zone_db, bg_dba, total_dba, zone_dba),
             playing,
         )
+
+    def _measure_all(self, zone: int, name: str, signal: np.ndarray):
+        """Measure at every position, starting where the microphone already is (the order
+        snakes 1, 2, ... n, n ... 1 so it moves as little as possible); results by position."""
+        order = list(range(self.positions))
+        if self._mic_at is not None and self._mic_at[0] == name and self._mic_at[1] != 0:
+            order.reverse()
+        results = {p: self.measure(zone, name, p, signal) for p in order}
+        return [results[p] for p in range(self.positions)]
 
     # -- the loop ----------------------------------------------------------------------------
     def _update_eq(
@@ -460,9 +469,7 @@ class AutoCalibrator:
                     f"{MAX_OUTPUT_DBFS:g} dBFS)"
                 )
             signal = self.render(zone, eq, output_dbfs, self.measure_s)
-            measurements = [
-                self.measure(zone, target.name, p, signal)[0] for p in range(self.positions)
-            ]
+            measurements = [m for m, _ in self._measure_all(zone, target.name, signal)]
             zone_db = position_average_db([m.zone_db for m in measurements])
             rejected = ~np.isfinite(zone_db)
             if np.all(rejected):
@@ -497,8 +504,7 @@ class AutoCalibrator:
         signal = self.render(zone, eq, final_dbfs, self.measure_s)
         finals = []
         privacy = []
-        for p in reversed(range(self.positions)):  # the mic is at the last position already
-            m, recording = self.measure(zone, target.name, p, signal)
+        for m, recording in self._measure_all(zone, target.name, signal):
             finals.append(m)
             _, sii_bands = third_octave_levels_db(
                 recording,
@@ -509,9 +515,7 @@ class AutoCalibrator:
                 offset_db=self.mic_spl_offset_db,
             )
             result = speech_privacy(sii_bands, "normal", self.talker_distance_m)
-            privacy.append({"position": p + 1, **result.as_dict()})
-        finals.reverse()
-        privacy.reverse()
+            privacy.append({"position": m.position + 1, **result.as_dict()})
         masking_final = [m.zone_dba for m in finals]
         predicted_dba = [m.zone_dba + scale_db for m in measurements]
         final_masking = [
