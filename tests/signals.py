@@ -251,3 +251,16 @@ def free_field_array(
         1,
     )
     return out.astype(np.float32)
+
+
+def fast_mean_square(x: np.ndarray, sample_rate: int, time_constant_s: float = 0.125) -> np.ndarray:
+    """Exponentially averaged mean square per channel, as a sound level meter's *Fast* weighting
+    (125 ms, IEC 61672-1:2013, 5.8) reads it: ``ms[n] = a ms[n-1] + (1 - a) x[n]**2`` from 0.
+
+    ``x`` is (frames[, channels]); returns float64 of the same shape.
+    """
+    from scipy.signal import lfilter
+
+    a = float(np.exp(-1.0 / (time_constant_s * sample_rate)))
+    squared = np.square(np.asarray(x, dtype=np.float64))
+    return lfilter([1.0 - a], [1.0, -a], squared, axis=0)
