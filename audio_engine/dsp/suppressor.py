@@ -81,6 +81,29 @@ def asymmetric_windows(frame_length: int, hop: int) -> tuple[np.ndarray, np.ndar
     return analysis, synthesis
 
 
+#: Below this frequency every STFT bin is its own analysis unit; above it bins are grouped.
+UNIT_SPLIT_HZ = 4000.0
+
+
+def analysis_units(frame_length: int, sample_rate: int) -> np.ndarray:
+    """Edges (bin indices, int64) of the analysis units: bins grouped above 4 kHz.
+
+    One unit per bin below :data:`UNIT_SPLIT_HZ`; ~250 Hz groups from 4 to 8 kHz and ~500 Hz
+    groups above, like the critical bands widening with frequency (Zwicker). The last edge is
+    ``frame_length // 2 + 1``.
+    """
+    n_bins = frame_length // 2 + 1
+    bin_hz = sample_rate / frame_length
+    edges = [0]
+    k = 0
+    while k < n_bins:
+        f = k * bin_hz
+        width_hz = bin_hz if f < UNIT_SPLIT_HZ else (250.0 if f < 8000.0 else 500.0)
+        k = min(n_bins, k + max(1, int(round(width_hz / bin_hz))))
+        edges.append(k)
+    return np.array(edges, np.int64)
+
+
 def _highpass(cutoff_hz: float, sample_rate: int) -> np.ndarray:
     from scipy.signal import butter
 
@@ -168,6 +191,9 @@ class NoiseSuppressor(Processor):
         self.highpass_hz = float(highpass_hz)
         n_bins = n_fft // 2 + 1
         self.n_bins = n_bins
+        self._unit_edges = analysis_units(n_fft, fs)
+        n_units = len(self._unit_edges) - 1
+        self.n_units = n_units
         hop_s = hop / fs
         bin_hz = fs / n_fft
 
@@ -211,7 +237,8 @@ class NoiseSuppressor(Processor):
         self._config = config
 
         def bin_of(freq_hz: float) -> int:
-            return int(min(n_bins, max(1, round(freq_hz / bin_hz))))
+            # Band edges sit below UNIT_SPLIT_HZ, where a unit is a bin.
+            return int(min(n_units, max(1, round(freq_hz / bin_hz))))
 
         bands = np.zeros(K.BAND_COUNT, np.int64)
         bands[K.B_SPEECH_LO] = bin_of(300.0)
@@ -238,17 +265,18 @@ class NoiseSuppressor(Processor):
         self._ola = np.zeros((c, 2 * hop))
         self._out_wet = np.zeros((c, hop))
         self._out_dry = np.zeros((c, hop))
-        self._bins = np.zeros((c, K.BIN_ROWS, n_bins))
+        self._bins = np.zeros((c, K.BIN_ROWS, n_units))
         self._chan = np.zeros((c, K.CHAN_COLS))
         self._telemetry = np.zeros((3, c))
         self._sums = np.zeros((c, 4))
         self._xw = np.zeros(n_fft)
         self._spec = np.zeros(n_bins, np.complex128)
         self._yt = np.zeros(n_fft)
-        self._power = np.zeros(n_bins)
-        self._gain = np.zeros(n_bins)
-        self._work = np.zeros(n_bins)
-        self._csum = np.zeros(n_bins + 1)
+        self._bin_power = np.zeros(n_bins)
+        self._power = np.zeros(n_units)
+        self._gain = np.zeros(n_units)
+        self._work = np.zeros(n_units)
+        self._csum = np.zeros(n_units + 1)
         # Views made once, so reading telemetry never allocates.
         self._speech_probability = self._telemetry[K.TEL_SPEECH_PROBABILITY]
         self._snr_db = self._telemetry[K.TEL_SNR_DB]
@@ -343,7 +371,8 @@ class NoiseSuppressor(Processor):
 
         Notes
         -----
-        Real-time safe: copies into a preallocated array.
+        Not real-time safe (a few small temporaries); call it from the control thread, at
+        most once per block.
         """
         if noise_power is None:
             self._params[K.P_USE_EXT] = 0.0
@@ -356,7 +385,10 @@ class NoiseSuppressor(Processor):
                 f"noise_power.shape={arr.shape} is not ({self.n_bins},) or "
                 f"({self.channels}, {self.n_bins}) of finite values"
             )
-        np.copyto(self._bins[:, K.EXT_NOISE, :], arr)
+        # Mean over each analysis unit's bins, as the kernel does with the signal's power.
+        edges = self._unit_edges
+        per_unit = np.add.reduceat(arr, edges[:-1], axis=-1) / np.diff(edges)
+        np.copyto(self._bins[:, K.EXT_NOISE, :], per_unit)
         self._params[K.P_USE_EXT] = 1.0
 
     # -- processor protocol ----------------------------------------------------------------
@@ -416,9 +448,11 @@ class NoiseSuppressor(Processor):
             self._window_synthesis,
             self._lut,
             self._axes,
+            self._unit_edges,
             self._xw,
             self._spec,
             self._yt,
+            self._bin_power,
             self._power,
             self._gain,
             self._work,

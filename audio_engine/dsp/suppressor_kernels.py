@@ -155,9 +155,11 @@ def _frame(
     window_synthesis,
     lut,
     axes,
+    unit_edges,
     xw,
     spec,
     yt,
+    bin_power,
     power,
     gain,
     work,
@@ -167,13 +169,20 @@ def _frame(
 ):
     """One STFT frame of channel ``c``: writes the hop's finished samples into ``out_wet[c]``."""
     n_fft = frame.shape[1]
-    n_bins = spec.shape[0]
     hop = out_wet.shape[1]
     for n in range(n_fft):
         xw[n] = frame[c, n] * window_analysis[n]
     r2c(xw, spec, axes, True, 1.0, 1)
-    for k in range(n_bins):
-        power[k] = spec[k].real * spec[k].real + spec[k].imag * spec[k].imag
+    # Everything below works on analysis units: single bins up to 4 kHz, then groups of bins
+    # (250 Hz to 8 kHz, 500 Hz above) whose mean power stands for them. Above 4 kHz speech
+    # harmonics are not resolved anyway, and it cuts the per-frame work by 3.4x at 48 kHz.
+    n_bins = unit_edges.shape[0] - 1
+    for u in range(n_bins):
+        total = 0.0
+        for k in range(unit_edges[u], unit_edges[u + 1]):
+            bin_power[k] = spec[k].real * spec[k].real + spec[k].imag * spec[k].imag
+            total += bin_power[k]
+        power[u] = total / (unit_edges[u + 1] - unit_edges[u])
 
     noise = bins[c, NOISE]
     spp_smooth = bins[c, SPP_SMOOTH]
@@ -384,8 +393,9 @@ def _frame(
             g = floor_gain
         gain[k] = g
         gain_prev[k] = g
-        in_energy += power[k]
-        out_energy += g * g * power[k]
+        width = unit_edges[k + 1] - unit_edges[k]
+        in_energy += width * power[k]
+        out_energy += width * g * g * power[k]
         if lo <= k < hi:
             presence_sum += p
     speech_probability = presence_sum / max(hi - lo, 1)
@@ -401,8 +411,10 @@ def _frame(
     chan[c, FRAMES_SEEN] = seen + 1.0
 
     # -- synthesis: gains, inverse FFT, short synthesis window, overlap-add --------------------
-    for k in range(n_bins):
-        spec[k] = spec[k] * gain[k]
+    for u in range(n_bins):
+        g = gain[u]
+        for k in range(unit_edges[u], unit_edges[u + 1]):
+            spec[k] = spec[k] * g
     c2r(spec, yt, axes, False, 1.0 / n_fft, 1)
     span = window_synthesis.shape[0]
     start = n_fft - span
@@ -440,9 +452,11 @@ def process_block(
     window_synthesis,
     lut,
     axes,
+    unit_edges,
     xw,
     spec,
     yt,
+    bin_power,
     power,
     gain,
     work,
@@ -516,9 +530,11 @@ def process_block(
                     window_synthesis,
                     lut,
                     axes,
+                    unit_edges,
                     xw,
                     spec,
                     yt,
+                    bin_power,
                     power,
                     gain,
                     work,
