@@ -1,0 +1,131 @@
+"""`audio-engine calibrate --simulate` and `audio-engine measure`, headless, end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audio_engine.calibration import backup_path, load_calibration
+from audio_engine.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+TARGET_CURVE = REPO / "calibration" / "masking_target_default.csv"
+
+
+def _site(tmp_path: Path) -> Path:
+    """A two-zone site at 24 kHz (quick to simulate), adaptive off."""
+    path = tmp_path / "site.toml"
+    path.write_text(
+        f"""
+[site]
+name = "Test floor"
+sample_rate = 24000
+block_size = 240
+
+[masking]
+target_curve = "{TARGET_CURVE.as_posix()}"
+default_spl_offset_db = 90.0
+
+[[zones]]
+name = "Desks"
+output_channel = 1
+level_dba = 42.0
+
+[[zones]]
+name = "Leads"
+output_channel = 2
+level_dba = 40.0
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _calibrate(tmp_path: Path, *extra: str) -> int:
+    return main(
+        ["calibrate", "--config", str(_site(tmp_path)), "--simulate", "--positions", "2",
+         "--measure-s", "4", "--report", str(tmp_path / "report"), "--by", "test", *extra]
+    )  # fmt: skip
+
+
+def test_simulated_calibration_end_to_end(tmp_path, capsys):
+    assert _calibrate(tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "place the microphone at position 2 of zone 'Desks'" in out
+    assert "RESULT: PASS" in out
+    calibration = load_calibration(tmp_path / "site.calibration.toml")
+    assert [z.name for z in calibration.zones] == ["Desks", "Leads"]
+    assert all(z.passed and z.iterations <= 3 for z in calibration.zones)
+    assert (
+        calibration.measured_by == "test" and "simulated office 'open-plan'" in calibration.method
+    )
+    assert calibration.mic("measurement mic").spl_offset_db == pytest.approx(124.0, abs=0.05)
+    report = json.loads((tmp_path / "report" / "calibration_report.json").read_text())
+    assert report["passed"] and len(report["zones"]) == 2
+    for zone in report["zones"]:
+        assert max(abs(d) for d in zone["deviation_db"]) <= 1.0
+        assert len(zone["laeq_masking_dba_per_position"]) == 2
+        assert zone["privacy_per_position"][0]["privacy_class"] in {
+            "confidential", "normal", "marginal", "none"}  # fmt: skip
+    html = (tmp_path / "report" / "calibration_report.html").read_text()
+    assert html.count("data:image/png;base64,") == 6 and "PASS" in html
+
+    # A second run starts from the saved calibration and keeps the first as the backup.
+    assert _calibrate(tmp_path, "--zone", "Leads") == 0
+    assert load_calibration(backup_path(tmp_path / "site.calibration.toml")) == calibration
+    again = load_calibration(tmp_path / "site.calibration.toml")
+    assert again.zone("Desks") == calibration.zone("Desks")  # untouched zone kept
+    assert again.zone("Leads").iterations <= 1
+
+
+def test_hard_room_zone_and_corrupt_previous_file(tmp_path, capsys):
+    (tmp_path / "site.calibration.toml").write_text("schema = 'garbage'\n")
+    assert _calibrate(tmp_path, "--room", "hard", "--zone", "1") in (0, 1)
+    out = capsys.readouterr().out
+    assert "warning: the existing calibration is not used" in out and "checksum" in out
+    assert "simulated office 'hard'" in out
+    calibration = load_calibration(tmp_path / "site.calibration.toml")
+    assert [z.name for z in calibration.zones] == ["Desks"]
+    report = json.loads((tmp_path / "report" / "calibration_report.json").read_text())
+    assert report["zones"][0]["passed"] == calibration.zones[0].passed
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
+    assert _calibrate(tmp_path, "--zone", "9") == 2
+    assert "--zone='9' is not a zone number 1..2 or a zone name ['Desks', 'Leads']" in (
+        capsys.readouterr().err
+    )
+    assert _calibrate(tmp_path, "--room", "cave") == 2
+    assert "--room='cave' is not one of" in capsys.readouterr().err
+
+
+def test_measure_a_calibrator_then_a_recording(tmp_path, capsys):
+    sample_rate = 48000
+    t = np.arange(3 * sample_rate) / sample_rate
+    tone = np.sqrt(2) * 10 ** (-30 / 20) * np.sin(2 * np.pi * 1000 * t)  # 94 dB at -30 dBFS
+    sf.write(tmp_path / "cal.wav", tone.astype(np.float32), sample_rate, subtype="FLOAT")
+    rng = np.random.default_rng(7)
+    sf.write(tmp_path / "room.wav", (0.01 * rng.standard_normal(5 * sample_rate)).astype(
+        np.float32), sample_rate, subtype="FLOAT")  # fmt: skip
+    assert _calibrate(tmp_path, "--zone", "1", "--measure-s", "2", "--positions", "1") in (0, 1)
+    cal_file = str(tmp_path / "site.calibration.toml")
+    capsys.readouterr()
+    assert main(["measure", "--file", str(tmp_path / "cal.wav"), "--calibrator",
+                 "--calibration", cal_file, "--mic", "ref"]) == 0  # fmt: skip
+    assert "SPL offset 124.00 dB" in capsys.readouterr().out
+    assert load_calibration(cal_file).mic("ref").spl_offset_db == pytest.approx(124.0, abs=0.01)
+    reading_path = tmp_path / "reading.json"
+    assert main(["measure", "--file", str(tmp_path / "room.wav"), "--calibration", cal_file,
+                 "--mic", "ref", "--json", str(reading_path)]) == 0  # fmt: skip
+    reading = json.loads(reading_path.read_text())
+    # White noise of RMS 0.01 (-40 dBFS) on a 124 dB mic: LZeq 84 dB SPL.
+    assert reading["unit"] == "dB SPL"
+    assert reading["LZeq"] == pytest.approx(84.0, abs=0.1)
+    assert reading["LAF90"] <= reading["LAeq"] <= reading["LAF10"] + 0.5
+    assert main(["measure", "--file", str(tmp_path / "room.wav"), "--calibration", cal_file,
+                 "--mic", "nobody"]) == 2  # fmt: skip
+    assert "--mic='nobody' is not in" in capsys.readouterr().err
