@@ -415,3 +415,83 @@ def test_mask_command_renders_each_zone_through_the_pipeline(tmp_path, capsys):
     assert "Latency report — masking" in printed and "MicLevelTap" in printed
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["pipelines"]["masking"]["blocks"] == 800
+
+
+def test_mask_live_loop_fades_out_and_keeps_config_on_bad_reload(tmp_path, monkeypatch, capsys):
+    """The live path on a stand-in stream (no sound card here): the simulated clock paced to the
+    wall clock plays the pipeline; a SIGHUP with an invalid file keeps the running config; the
+    end of --seconds fades out before the stream stops, then the report prints."""
+    import os
+    import shutil
+    import signal
+    import threading
+
+    from audio_engine.cli import main
+    from audio_engine.engine import PipelineCallback
+    from audio_engine.io import device
+    from audio_engine.io.sim import ArraySink, SimulatedClock
+    from audio_engine.pipelines import EXAMPLE_SITE
+
+    class StandInStream:
+        last = None
+
+        def __init__(self, pipeline, mode, input_device=None, output_device=None, **_):
+            self.pipeline, self.mode = pipeline, mode
+            self.sink = ArraySink(20 * FS, pipeline.output_channels)
+            inputs = pipeline.channels if mode == "duplex" else 0
+            self.clock = SimulatedClock(
+                PipelineCallback(pipeline),
+                pipeline.sample_rate,
+                pipeline.block_size,
+                inputs,
+                pipeline.output_channels,
+                realtime=True,
+            )
+            StandInStream.last = self
+
+        def start(self):
+            self.thread = threading.Thread(target=self.clock.run, args=(20 * FS, None, self.sink))
+            self.thread.start()
+
+        def stop(self):
+            self.clock.stop()
+            self.thread.join()
+
+        def close(self):
+            pass
+
+        def report(self, telemetry=None):
+            return self.pipeline.report(telemetry=telemetry)
+
+    monkeypatch.setattr(device, "DeviceStream", StandInStream)
+    shutil.copy(EXAMPLE_SITE.parent / "masking_target_default.csv", tmp_path)
+    text = EXAMPLE_SITE.read_text().replace("fade_in_s = 5.0", "fade_in_s = 0.5")
+    text = text.replace("fade_out_s = 3.0", "fade_out_s = 0.5")
+    # Play whatever day and hour the test runs at.
+    text = text.replace('"thu", "fri"]', '"thu", "fri", "sat", "sun"]')
+    text = text.replace('start = "08:30"', 'start = "00:00"').replace(
+        'end = "18:30"', 'end = "24:00"'
+    )
+    config = tmp_path / "site.toml"
+    config.write_text(text)
+
+    def break_and_reload():
+        config.write_text(text.replace("ramp_s = 2.0", "ramp_s = 0.1"))
+        os.kill(os.getpid(), signal.SIGHUP)
+
+    timer = threading.Timer(1.0, break_and_reload)
+    timer.start()
+    try:
+        assert main(["mask", "--config", str(config), "--seconds", "3"]) == 0
+    finally:
+        timer.cancel()
+    printed = capsys.readouterr().out
+    assert "reload refused, running config kept" in printed and "masking.ramp_s=0.1" in printed
+    assert "Latency report — masking" in printed
+    stream = StandInStream.last
+    played = stream.sink.data[: stream.sink.position]
+    assert stream.mode == "duplex"  # the example's adaptive array is captured
+    assert played.shape[0] > 3 * FS
+    assert np.all(np.isfinite(played))
+    assert np.all(played[-int(0.1 * FS) :] == 0.0)  # faded out before the stream stopped
+    assert signals.rms_db(played[FS : 2 * FS, 0]) > -70.0  # it played in between

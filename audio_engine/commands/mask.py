@@ -15,7 +15,7 @@ ceiling per zone that nothing can cross.
 
 Live (default): plays on the site's output device, one device channel per zone (zone N on
 channel N), with a live status (per-zone level, ceiling, adaptive state, per-frame latency).
-Ctrl-C fades out, then prints the latency report. SIGHUP reloads the site config; an invalid
+Ctrl-C (or the end of --seconds) fades out, then prints the latency report. SIGHUP reloads the site config; an invalid
 file is refused and the running config stays.
 
 --simulate OUT.wav renders N seconds headless through the same pipeline on the simulated clock:
@@ -41,8 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seconds",
         type=float,
-        default=30.0,
-        help="with --simulate: seconds to render (default 30; 1..86400)",
+        default=None,
+        help="seconds to render with --simulate (default 30), or to play live before fading "
+        "out and reporting (default: until Ctrl-C); 1..86400",
     )
     parser.add_argument(
         "--start",
@@ -153,8 +154,8 @@ def _simulate(args, holder) -> int:
     from audio_engine.latency import write_reports_json
 
     site, note = _calibrated(holder.config, args.calibration)
-    if not (1.0 <= args.seconds <= 86400.0):
-        raise ConfigError(f"--seconds={args.seconds!r} is not in 1..86400")
+    if args.seconds is None:
+        args.seconds = 30.0
     try:
         start = dt.datetime.fromisoformat(args.start) if args.start else dt.datetime.now()
     except ValueError:
@@ -256,10 +257,11 @@ def _live(args, holder) -> int:
     supervisor.tick(dt.datetime.now(), update_s)
     stream.start()
     last = time.monotonic()
+    deadline = None if args.seconds is None else last + args.seconds
     message = ""
     try:
         with Live(_status_table(supervisor, pipeline), refresh_per_second=2) as live:
-            while True:
+            while deadline is None or time.monotonic() < deadline:
                 time.sleep(update_s)
                 now = time.monotonic()
                 supervisor.tick(dt.datetime.now(), now - last)
@@ -275,6 +277,9 @@ def _live(args, holder) -> int:
                 if message:
                     live.console.print(message)
                     message = ""
+        # Fade out while the stream still runs, so the amplifiers never see a cut.
+        generator.stop()
+        time.sleep(site.fade_out_s + 0.2)
     except KeyboardInterrupt:
         generator.stop()
         time.sleep(site.fade_out_s + 0.2)
@@ -289,7 +294,11 @@ def _live(args, holder) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from audio_engine.errors import ConfigError
     from audio_engine.site import SiteConfigHolder
+
+    if args.seconds is not None and not (1.0 <= args.seconds <= 86400.0):
+        raise ConfigError(f"--seconds={args.seconds!r} is not in 1..86400")
 
     holder = SiteConfigHolder.from_path(args.config)
     if args.simulate:
