@@ -325,10 +325,10 @@ class PrivacySettings:
     """
 
     sii_target: float = DEFAULT_SII_TARGET
-    talker_distance_m: float = 3.0
-    talker_attenuation_db: float = 6.0
+    talker_distance_m: float = 4.0
+    talker_attenuation_db: float = 12.0
     mic_speech_offset_db: float = 6.0
-    speech_margin_db: float = 1.0
+    speech_margin_db: float = 2.0
     shape_limit_db: float = DEFAULT_SHAPE_LIMIT_DB
     shape_step_db: float = 0.5
     rise_db_per_min: float = 0.5
@@ -510,7 +510,7 @@ class SpectralPrivacyLaw:
         t = self._tables
         return float(sii_kernel(speech, noise, t[0], t[1], t[2], t[5:], t[3]))
 
-    def solve(self, ambient_band_db, talker_band_db=None, sweeps: int = 8):
+    def solve(self, ambient_band_db, talker_band_db=None, sweeps: int = 4):
         """Masking band levels at the listener for the target (see the module docstring).
 
         Parameters
@@ -991,13 +991,16 @@ class SpectralZoneController:
 
     def level_dba(self) -> float:
         """A-weighted masking level at the listener asked for now."""
-        return a_weighted_level_db(self.band_levels_db(), self.law.nominal_hz)
+        return float(power_sum_db(self.band_levels_db() + self.law.aweight_db, axis=-1))
 
     def generator_level_dba(self) -> float:
         """RMS-equivalent level for the generator, rounded *up* to its 0.5 dB grid (the private
         side), never above the ceiling."""
-        level = self.law.generator_level_dba(self.limiter.offset_db, self.limiter.shape_db)
-        level = math.ceil(level / LEVEL_STEP_DB - 1e-9) * LEVEL_STEP_DB
+        exact = self.law.generator_level_dba(self.limiter.offset_db, self.limiter.shape_db)
+        level = math.ceil(exact / LEVEL_STEP_DB - 1e-9) * LEVEL_STEP_DB
+        # Rounding up must not carry the A-weighted level past max_dba: then round down.
+        if self.level_dba() + (level - exact) > self.law.max_dba + 1e-9:
+            level = math.floor(exact / LEVEL_STEP_DB + 1e-9) * LEVEL_STEP_DB
         return min(level, math.floor(self.law.ceiling_dba / LEVEL_STEP_DB) * LEVEL_STEP_DB)
 
     def update(self, measured_db, masking_at_mics_db, dt_s: float) -> None:
