@@ -201,6 +201,32 @@ def test_mvdr_presence_follows_the_agent():
     assert decided[snr_db < -20.0].mean() <= 0.1
 
 
+def test_mvdr_self_calibration_absorbs_capsule_sensitivity_errors():
+    """Capsules 2, -3, 0 and 1 dB off their trims: MVDR with a mismatched steering vector
+    cancels the agent; the self-calibration measures the errors and keeps the gain."""
+    sample_rate = 16000
+    scene = signals.array_scene(EXAMPLE, sample_rate)
+    config, ref = scene["config"], scene["reference_mic"]
+    error_db = np.array([2.0, -3.0, 0.0, 1.0])
+    skewed = (scene["mixture"] * 10 ** (error_db / 20)).astype(np.float32)
+    after_start = slice(sample_rate // 2, None)
+
+    def si_sdr(x: np.ndarray, **options) -> tuple[float, MvdrBeamformer]:
+        beam = MvdrBeamformer(sample_rate, 160, config, **options)
+        y = run_array(Pipeline([beam]), x, compensate_latency=True)[after_start, 0]
+        # SI-SDR is scale-invariant: the reference capsule's own error does not matter.
+        return signals.si_sdr_db(scene["target"][after_start, ref], y), beam
+
+    matched, _ = si_sdr(scene["mixture"], calibration_time_constant_s=None)
+    uncorrected, _ = si_sdr(skewed, calibration_time_constant_s=None)
+    corrected, beam = si_sdr(skewed)
+    assert uncorrected < matched - 3.0
+    assert corrected > matched - 0.5
+    # The estimate is relative to the array's energetic mean sensitivity.
+    expected_db = error_db - 10 * np.log10(np.mean(10 ** (error_db / 10)))
+    np.testing.assert_allclose(beam.sensitivity_correction_db, expected_db, atol=0.5)
+
+
 # -- the office: target, three neighbours, diffuse noise, reverberation ---------------------------
 def test_array_and_suppressor_beat_best_single_mic_with_suppressor_in_the_office():
     """MVDR + suppressor against the best single microphone + suppressor, three neighbours.

@@ -49,6 +49,11 @@ SAMPLE_LIMIT = 1000.0
 #: Lagrange interpolator order: 6 taps, used with its fractional delay in [2, 3) (centred).
 LAGRANGE_ORDER = 5
 
+#: Largest capsule sensitivity error the MVDR's self-calibration corrects, as an amplitude
+#: ratio: 6 dB, twice the +-3 dB production spread of common MEMS capsules (datasheets give
+#: +-1 dB for matched parts, +-3 dB for others); a larger difference is a fault, not a spread.
+MAX_CALIBRATION_CORRECTION = 10.0 ** (6.0 / 20.0)
+
 #: Band the MVDR's target-presence statistic is computed over, Hz: the telephone band, where
 #: speech has its power and a small desk array still resolves direction.
 PRESENCE_BAND_HZ = (300.0, 3400.0)
@@ -211,6 +216,12 @@ def _mvdr_frame(
     reference_mic,
     bin_ratio,
     bin_threshold,
+    geometric,
+    channel_power,
+    correction,
+    frame_power,
+    calibration_smoothing,
+    max_correction,
 ):
     """One MVDR frame: decide target presence, track the noise covariance, beamform.
 
@@ -221,9 +232,15 @@ def _mvdr_frame(
     weights : (bins, mics) complex128, beamformer weights state.
     state : float64 array: [0] frames left in the start-up phase (every frame trains), [1] last
     presence statistic, [2] 1.0 if the last frame was judged target-present, [3] start-up
-    length in frames, [4] frames processed, [5] frames judged target-present.
+    length in frames, [4] frames processed, [5] frames judged target-present, [6] frames
+    that trained the calibration.
     bin_ratio : (bins,) float64 scratch: each bin's beam-to-reference ratio this frame.
     bin_threshold : bins below it train the noise covariance even in target frames.
+    geometric : (bins, mics) complex128, the free-field relative transfer function; ``steering``
+    is it times the capsules' relative sensitivity corrections (written when calibrating).
+    channel_power : (mics,) in-band noise power per capsule (state); correction : (mics,)
+    sensitivity estimate (written); frame_power : (mics,) scratch; ``calibration_smoothing`` 1.0 turns calibration off;
+    corrections are clamped to 1/max_correction..max_correction (amplitude).
     """
     bins = spec.shape[0]
     mics = spec.shape[1]
@@ -271,6 +288,41 @@ def _mvdr_frame(
         alpha = 1.0 - 1.0 / (state[3] - state[0])
     else:
         alpha = smoothing
+    if calibration_smoothing < 1.0 and not present:
+        # Capsule self-calibration: in a diffuse noise field every capsule hears the same power,
+        # so slow differences of in-band noise power are sensitivity mismatch. They go into the
+        # model (the steering vector), so the distortionless constraint matches the real target.
+        frame_mean = 0.0
+        for m in range(mics):
+            power = 0.0
+            for k in range(band_low, band_high):
+                power += spec[k, m].real ** 2 + spec[k, m].imag ** 2
+            frame_power[m] = power
+            frame_mean += power / mics
+        # A frame where a capsule is further off than any correction allows is a fault or a
+        # transient at one capsule (a knock, a clipped burst), not sensitivity: it is skipped.
+        usable = frame_mean > 0.0
+        for m in range(mics):
+            ratio = frame_power[m] / max(frame_mean, 1e-30)
+            if not max_correction**-2 <= ratio <= max_correction**2:
+                usable = False
+        mean_power = 0.0
+        if usable:
+            state[6] += 1.0
+            beta = min(calibration_smoothing, 1.0 - 1.0 / state[6])
+            for m in range(mics):
+                channel_power[m] = beta * channel_power[m] + (1.0 - beta) * frame_power[m]
+                mean_power += channel_power[m] / mics
+        if mean_power > 0.0:
+            for m in range(mics):
+                correction[m] = min(
+                    max((channel_power[m] / mean_power) ** 0.5, 1.0 / max_correction),
+                    max_correction,
+                )
+            for m in range(mics):
+                relative = correction[m] / correction[reference_mic]
+                for k in range(bins):
+                    steering[k, m] = geometric[k, m] * relative
     for k in range(bins):
         # Speech is sparse in time and frequency: while the agent talks, bins where the beam
         # holds no more than the noise would put there still train the noise covariance.
@@ -503,6 +555,12 @@ class MvdrBeamformer(Processor):
         While the target talks, a bin whose own beam-to-reference ratio is below this still
         trains the noise covariance (0..100; 0 turns it off). The default 1 means "no more
         target evidence than noise alone gives".
+    calibration_time_constant_s : float or None
+        Memory of the capsule self-calibration, s (1..600; None turns it off): in frames
+        without the agent, each capsule's in-band noise power against the array's mean
+        estimates its sensitivity error (a diffuse field is the same at every capsule), which
+        the steering vector then includes, up to +-6 dB. It keeps the distortionless
+        constraint true when capsules drift from their ``gain_db`` trims.
     noise_reference : bool
         If true, a second output channel carries the noise reference.
 
@@ -526,6 +584,7 @@ class MvdrBeamformer(Processor):
         presence_threshold: float = 2.0,
         startup_s: float = 0.25,
         bin_presence_threshold: float = 1.0,
+        calibration_time_constant_s: float | None = 10.0,
         noise_reference: bool = False,
     ):
         delays_s, amplitudes, reference = _needs_target(config, "MvdrBeamformer")
@@ -537,6 +596,13 @@ class MvdrBeamformer(Processor):
             ("presence_threshold", presence_threshold, 1.0, 100.0, "(power ratio)"),
             ("startup_s", startup_s, 0.0, 10.0, "s"),
             ("bin_presence_threshold", bin_presence_threshold, 0.0, 100.0, "(power ratio)"),
+            (
+                "calibration_time_constant_s",
+                10.0 if calibration_time_constant_s is None else calibration_time_constant_s,
+                1.0,
+                600.0,
+                "s (or None)",
+            ),
         ):
             if (
                 isinstance(value, bool)
@@ -584,7 +650,16 @@ class MvdrBeamformer(Processor):
         self._scratch_a = np.zeros((mics, mics), np.complex128)
         self._scratch_b = np.zeros(mics, np.complex128)
         self._scratch_x = np.zeros(mics, np.complex128)
-        self._state = np.zeros(6, np.float64)
+        self._state = np.zeros(7, np.float64)
+        self._geometric = self._steering.copy()
+        self._channel_power = np.zeros(mics, np.float64)
+        self._correction = np.ones(mics, np.float64)
+        self._frame_power = np.zeros(mics, np.float64)
+        self._calibration_smoothing = (
+            1.0
+            if calibration_time_constant_s is None
+            else float(np.exp(-hop / (calibration_time_constant_s * self.sample_rate)))
+        )
         self._bin_ratio = np.zeros(bins, np.float64)
         self._bin_threshold = float(bin_presence_threshold)
         self._fill = 0
@@ -613,6 +688,11 @@ class MvdrBeamformer(Processor):
         """The last frame's beam-to-reference power ratio (1 for noise alone)."""
         return float(self._state[1])
 
+    @property
+    def sensitivity_correction_db(self) -> np.ndarray:
+        """Each capsule's estimated sensitivity relative to the array mean, dB (mics,)."""
+        return 20.0 * np.log10(self._correction)
+
     def telemetry_summary(self) -> dict:
         """Share of STFT frames judged to hold the agent's speech (the pipeline report's)."""
         frames = float(self._state[4])
@@ -631,6 +711,9 @@ class MvdrBeamformer(Processor):
         ):
             a.fill(0)
         # Until the covariance has data, the MVDR weights are the delay-and-sum weights.
+        self._channel_power.fill(0.0)
+        self._correction.fill(1.0)
+        self._steering[:] = self._geometric
         norm = np.sum(np.abs(self._steering) ** 2, axis=1, keepdims=True)
         self._weights[:] = self._steering / norm
         self._state[0] = self._startup_frames
@@ -670,6 +753,12 @@ class MvdrBeamformer(Processor):
                     self.reference_mic,
                     self._bin_ratio,
                     self._bin_threshold,
+                    self._geometric,
+                    self._channel_power,
+                    self._correction,
+                    self._frame_power,
+                    self._calibration_smoothing,
+                    MAX_CALIBRATION_CORRECTION,
                 )
                 np.fft.irfft(self._out_spec, n=self.frame_size, axis=0, out=self._frame_out)
                 _overlap_add(
