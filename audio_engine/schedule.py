@@ -5,10 +5,10 @@ timestamps (tests run weeks in milliseconds). They produce level *offsets* in dB
 :func:`planned_level_dba` adds to a zone's base level (its configured ``level_dba`` or the
 adaptive rule's level); the generator then ramps to the result and its ceiling bounds it.
 
-Why ramps: occupants notice a change of background sound far more than its level; masking
-design guides therefore bring masking in over days after installation and change it only
-slowly during the day (ASTM E1374 commentary; vendor commissioning practice), here a linear
-ramp in dB over ``install_ramp.days`` and ``schedule.ramp_minutes``.
+Why ramps: occupants notice a change of background sound far more than its level, so masking
+is commonly brought in over days after installation and changed only slowly during the day
+(commissioning practice, not a standard's requirement); here a linear ramp in dB over
+``install_ramp.days`` and ``schedule.ramp_minutes``, both set by the site.
 """
 
 from __future__ import annotations

@@ -34,9 +34,9 @@ from audio_engine.dsp.masking_kernels import (
 from audio_engine.dsp.safety import OutputCeiling
 from audio_engine.errors import ConfigError
 
-#: Default hard ceiling per zone in dBA. Open-plan masking is usually set at 40-48 dBA and
-#: rarely above 48 dBA, where it becomes an annoyance itself (ASTM E1374-06 commentary; vendor
-#: design guides); the issue asks for 48 dBA.
+#: Default hard ceiling per zone in dBA, as the issue asks. Design texts put open-plan masking
+#: in the low-to-mid 40s dBA and treat levels near 50 dB as the upper limit of acceptability,
+#: where the masking becomes the annoyance; 48 dBA leaves the adaptive rule room below that.
 DEFAULT_CEILING_DBA = 48.0
 
 #: Highest ceiling a site may configure, dBA: above this masking is noise, not masking.
