@@ -345,3 +345,62 @@ def test_click_probe_plays_the_train_and_records_the_input_aligned():
     assert probe.done
     np.testing.assert_array_equal(played[:, 0], train)
     np.testing.assert_array_equal(probe.recorded, loopback[:, 0])
+
+
+# -- through a sound server -----------------------------------------------------------------
+
+
+@pytest.fixture
+def loop_sink(sound_server):
+    """A null sink whose monitor source returns what is played into it: a loopback cable."""
+    import os
+
+    from audio_engine.io import virtual_device as vd
+
+    name = f"aebench{os.getpid()}"
+    vd.create_virtual_speaker(name)
+    yield name
+    vd.remove_virtual_speaker(name)
+
+
+@pytest.mark.soundserver
+def test_roundtrip_through_a_null_sink_monitor_returns_every_click_at_one_delay(loop_sink):
+    result = bench.measure_roundtrip(loop_sink, f"{loop_sink}.monitor", 48000, 480, clicks=5)
+    assert result["clicks_returned"] == 5
+    # One server clock for both directions: every click comes back after the same delay, to
+    # within one block (where in a block the server's timer picks the click up).
+    spread_ms = max(result["per_click_ms"]) - min(result["per_click_ms"])
+    assert spread_ms <= 10.0
+    assert 0.0 < result["measured_ms"] < 500.0
+    assert result["reported_input_ms"] > 0.0 and result["reported_output_ms"] > 0.0
+
+
+@pytest.mark.soundserver
+def test_bench_on_a_device_reports_portaudio_latency_and_the_roundtrip(loop_sink, tmp_path, capsys):
+    path = tmp_path / "device.json"
+    status = main(
+        [
+            "bench",
+            "--device",
+            loop_sink,
+            "--input-device",
+            f"{loop_sink}.monitor",
+            "--roundtrip",
+            "--seconds",
+            "1",
+            "--zones",
+            "1",
+            "--json",
+            str(path),
+        ]
+    )
+    assert status == 0
+    document = json.loads(path.read_text())
+    assert document["backend"] == f"device {loop_sink}"
+    for name in ("headset", "masking"):
+        assert set(bench.PIPELINE_KEYS) <= set(document[name])
+        assert document[name]["device_output_latency_ms"] > 0.0
+        assert document[name]["blocks"] > 50  # about 100 blocks of 10 ms in 1 s
+    assert document["headset"]["device_input_latency_ms"] > 0.0
+    assert document["roundtrip"]["clicks_returned"] == 5
+    assert "Round trip" in capsys.readouterr().out
