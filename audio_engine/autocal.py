@@ -22,8 +22,8 @@ The loop, per zone:
    then set by digital gain;
 3. the position-averaged (power mean) band levels are compared with the target curve aligned
    to their own A-weighted level; the deviation is subtracted from the EQ; repeat until every
-   band is within ``tolerance_db`` (+-1 dB), at most ``max_iterations`` (3) EQ updates, always
-   ending on a measurement of the final EQ;
+   band is within ``tolerance_db`` (+-1 dB) less a :data:`GUARD_DB` guard band, at most
+   ``max_iterations`` (3) EQ updates, always ending on a measurement of the final EQ;
 4. ``spl_offset_db`` = measured masking LAeq (background subtracted) - output level, so
    ``output_dbfs = level_dba - spl_offset_db`` puts the zone on its target dBA (the masking
    contract); a last measurement at the target level at every position gives the LAeq there,
@@ -82,6 +82,12 @@ MIN_BANDWIDTH_TIME = 5.0
 MIN_FRAME_S = 0.02
 TRANSIENT_RATIO = 4.0
 
+#: Guard band of the loop, dB: it keeps iterating (within max_iterations) until every band is
+#: within tolerance - guard, so that measurement scatter (about 0.3 dB in the 100-160 Hz bands
+#: for 6 s recordings at two positions) does not leave a band that only looks in tolerance.
+#: The pass/fail verdict uses the full tolerance (ISO 14253-1 style guard-banded acceptance).
+GUARD_DB = 0.3
+
 #: The ±1 dB per band the issue asks for.
 TOLERANCE_DB = 1.0
 
@@ -122,7 +128,9 @@ class ZoneResult:
     name: str
     target_dba: float
     bands_hz: np.ndarray
-    target_db: np.ndarray  # absolute band targets at level target_dba
+    target_db: (
+        np.ndarray
+    )  # band targets (dB SPL) whose sum with the out-of-band energy is target_dba
     eq_db: np.ndarray
     spl_offset_db: float
     iterations: int
@@ -482,14 +490,20 @@ class AutoCalibrator:
             worst = float(np.nanmax(np.abs(deviation)))
             history.append(worst)
             # Offset from the broadband masking level where separable, else from the bands.
-            zone_dba = power_mean_db([m.zone_dba for m in measurements])
-            offset = (float(zone_dba) if np.isfinite(zone_dba) else measured_dba) - output_dbfs
+            zone_dba = float(power_mean_db([m.zone_dba for m in measurements]))
+            if not math.isfinite(zone_dba):
+                zone_dba = measured_dba
+            offset = zone_dba - output_dbfs
+            # Energy outside the bands (the masking's roll-off tails) counts in the LAeq but
+            # not in the band sum; the band targets leave room for it, so that the bands on
+            # target and the LAeq on target are the same statement.
+            out_of_band_db = zone_dba - measured_dba
             self.progress(
                 f"zone '{target.name}' measurement {step + 1}: masking {measured_dba:.1f} dBA at "
                 f"{output_dbfs:.1f} dBFS, worst band {worst:.2f} dB off"
             )
             if step == self.max_iterations or (
-                worst <= self.tolerance_db
+                worst <= self.tolerance_db - GUARD_DB
                 and not np.any(self._liftable(measurements, measured_dba, rejected))
             ):
                 break
@@ -500,7 +514,8 @@ class AutoCalibrator:
         final_dbfs = target.level_dba - offset
         scale_db = final_dbfs - output_dbfs
         predicted = zone_db + scale_db
-        final_deviation = predicted - self.target_db(target.level_dba)
+        band_targets = self.target_db(target.level_dba - out_of_band_db)
+        final_deviation = predicted - band_targets
         signal = self.render(zone, eq, final_dbfs, self.measure_s)
         finals = []
         privacy = []
@@ -547,7 +562,7 @@ class AutoCalibrator:
             name=target.name,
             target_dba=target.level_dba,
             bands_hz=self.bands_hz,
-            target_db=self.target_db(target.level_dba),
+            target_db=band_targets,
             eq_db=eq,
             spl_offset_db=offset,
             iterations=iterations,

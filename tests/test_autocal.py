@@ -48,7 +48,7 @@ def _truth(office, render, calibrator, zone, result):
         [office.true_band_levels_db(zone, p, signal, 100, 8000) for p in range(2)]
     )
     laeq = float(power_mean_db([office.true_laeq_db(zone, p, signal) for p in range(2)]))
-    return bands - calibrator.target_db(result.target_dba), laeq
+    return bands - result.target_db, laeq
 
 
 @pytest.mark.parametrize(
@@ -70,22 +70,14 @@ def test_converges_to_target_within_three_iterations(room, zones, seed):
         assert np.max(np.abs(deviation)) <= 1.5, np.round(deviation, 2)
         assert laeq == pytest.approx(42.0, abs=1.0)
         assert len(result.privacy) == 2 and 0.0 <= result.privacy[0]["sii"] <= 1.0
-
-
-def test_hard_room_background_and_crosstalk_would_fool_a_naive_meter():
-    """In the hard room the total at the listener (masking + HVAC + neighbours) is well above
-    the masking alone; the loop subtracts it and still lands on the target."""
-    office, render, calibrator = _setup("hard", 2, 3)
-    result = calibrator.calibrate_zone(0, _target("zone 1"))
-    assert result.passed, result.reasons
-    total = float(power_mean_db(result.final_total_dba))
-    assert total - 42.0 > 2.0  # a meter reading the total would turn the masking down by > 2 dB
-    _, laeq = _truth(office, render, calibrator, 0, result)
-    assert laeq == pytest.approx(42.0, abs=1.0)
-    # Band by band too: at every position some band is less than 10 dB above its background,
-    # where the total overstates the masking by more than 0.4 dB and subtraction is needed.
-    for m in result.measurements:
-        assert np.nanmin(m.total_db - m.background_db) < 10.0
+        if room == "hard":
+            # Background and the neighbouring zone would fool a meter that trusted the total:
+            # masking + background reads well above the target, and at every position some
+            # band is less than 10 dB above its background (the total overstates the masking
+            # there by more than 0.4 dB), yet the truth above is on target.
+            assert float(power_mean_db(result.final_total_dba)) - 42.0 > 2.0
+            for m in result.measurements:
+                assert np.nanmin(m.total_db - m.background_db) < 10.0
 
 
 def test_prompts_the_microphone_moves():
