@@ -475,7 +475,7 @@ class MaskingGenerator(Processor):
             last = min(first + size, self.zones)
             groups.append(
                 _ZoneGroup(
-                    self, first, last, phase=g * self.hop // count, block_size=self.block_size
+                    self, g, first, last, phase=g * self.hop // count, block_size=self.block_size
                 )
             )
         return groups
@@ -509,6 +509,12 @@ class MaskingGenerator(Processor):
             group.prime()
 
     # -- hot path -----------------------------------------------------------------------------
+    def _synthesise(self) -> None:
+        """Hook for subclasses, run once per synthesis hop period (just before the first zone
+        group synthesises its hop, and when priming): update shaping state here, e.g. rows of
+        ``_magnitude``; each group reads the magnitudes at its own next hop. Real-time: must not
+        allocate. The base class does nothing."""
+
     def _process(self, block: np.ndarray, out: np.ndarray) -> None:
         frames = out.shape[0]
         raw = self._unlimited
@@ -578,7 +584,16 @@ class _ZoneGroup:
     synthesis hops in different blocks.
     """
 
-    def __init__(self, owner: MaskingGenerator, first: int, last: int, phase: int, block_size: int):
+    def __init__(
+        self,
+        owner: MaskingGenerator,
+        index: int,
+        first: int,
+        last: int,
+        phase: int,
+        block_size: int,
+    ):
+        self.owner, self.index = owner, index
         self.first, self.last, self.phase = first, last, phase
         self.hop = owner.hop
         self.n_fft = owner.n_fft
@@ -601,6 +616,8 @@ class _ZoneGroup:
 
     def synthesise(self) -> None:
         """One hop of new noise for the group's zones (real-time safe)."""
+        if self.index == 0:
+            self.owner._synthesise()
         random_spectra(self.spectrum, self.magnitude, self.rng, self.faults)
         np.fft.irfft(self.spectrum, n=self.n_fft, axis=1, out=self.frames)
         overlap_add(self.hop_buffer, self.frames, self.window, self.tail)
