@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.conftest import BLOCK_SIZES, SAMPLE_RATES, WIDTHS, BlockFeeder, office_input
+# benchmarks/ is not a package: pytest puts it on sys.path and imports its conftest as `conftest`.
+from conftest import BLOCK_SIZES, SAMPLE_RATES, WIDTHS, BlockFeeder, office_input
 
 GRID = [
     pytest.param(rate, block, width, id=f"{rate}Hz-{block}f-{width}ch")
