@@ -177,6 +177,19 @@ def test_mvdr_nulls_a_point_interferer_in_free_field():
         assert after - before > gain_db, type(beam).__name__
 
 
+@pytest.mark.parametrize("sample_rate", [8000, 16000, 48000])
+def test_mvdr_rejects_the_office_at_low_and_high_rates(sample_rate):
+    """The adaptive beamformer alone, in the office scene simulated at each rate: the same
+    gain over the reference microphone (measured +5.3, +5.3 and +5.4 dB)."""
+    scene = signals.array_scene(EXAMPLE, sample_rate)
+    ref, keep = scene["reference_mic"], slice(sample_rate // 2, None)
+    beam = MvdrBeamformer(sample_rate, sample_rate // 100, scene["config"])
+    y = run_array(Pipeline([beam]), scene["mixture"], compensate_latency=True)[keep, 0]
+    before = signals.si_sdr_db(scene["target"][keep, ref], scene["mixture"][keep, ref])
+    after = signals.si_sdr_db(scene["target"][keep, ref], y)
+    assert after - before >= 4.5
+
+
 def test_mvdr_presence_follows_the_agent():
     """The per-frame target decision against the agent's true local SNR at the reference mic."""
     sample_rate = 16000
