@@ -404,3 +404,34 @@ def test_bench_on_a_device_reports_portaudio_latency_and_the_roundtrip(loop_sink
     assert document["headset"]["device_input_latency_ms"] > 0.0
     assert document["roundtrip"]["clicks_returned"] == 5
     assert "Round trip" in capsys.readouterr().out
+
+
+def test_one_pipeline_with_compare_writes_only_what_ran(tmp_path, capsys):
+    path = tmp_path / "masking.json"
+    status = main(
+        [
+            "bench",
+            "--seconds",
+            "0.5",
+            "--pipeline",
+            "masking",
+            "--zones",
+            "1",
+            "--compare",
+            "--json",
+            str(path),
+        ]
+    )
+    assert status == 0
+    document = json.loads(path.read_text())
+    assert "masking" in document and "headset" not in document and "roundtrip" not in document
+    compare = document["compare"]
+    assert set(compare["peers"]) == {"webrtc_ns", "speexdsp", "rnnoise"}
+    assert set(compare["ours"]) == {"16000", "48000"}
+    # Every peer is either timed on all of its 10 ms frames or named as missing.
+    for peer in compare["peers"].values():
+        if peer["installed"]:
+            assert peer["frames"] == 50
+        else:
+            assert "pip install" in peer["error"]
+    assert "ratio = peer / ours" in capsys.readouterr().out
