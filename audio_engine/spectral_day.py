@@ -396,3 +396,58 @@ def fixed_level_for_privacy(day: dict, percent_private: float, every: int = 5) -
         if 100.0 * private / len(pairs) >= percent_private:
             return float(offset)
     return None
+
+
+def plot_day(day: dict, path, zone: int = 0) -> None:
+    """Write a PNG: masking level and privacy over the day for the three strategies (one zone),
+    and the spectral law's band levels at the busiest and the quietest moment against the
+    target shape and its bounds. Not real-time (matplotlib, file I/O)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hours = day["hours"]
+    results = day["results"]
+    target = day["settings"].sii_target
+    colours = {"fixed": "tab:grey", "level-only": "tab:blue", "spectral": "tab:red"}
+    window = max(1, int(round(60.0 / day["step_s"])))
+    kernel = np.ones(window) / window
+    fig, axes = plt.subplots(3, 1, figsize=(10, 10), constrained_layout=True)
+    ax = axes[0]
+    ax.plot(hours, day["ambient_dba"], color="tab:green", lw=0.6, alpha=0.6, label="ambient")
+    for name, r in results.items():
+        ax.plot(hours, r.level_dba[:, zone], color=colours.get(name), lw=1.2, label=name)
+    ax.axhline(day["site"].zones[zone].ceiling_dba, color="k", ls="--", lw=0.8, label="ceiling")
+    ax.set_ylabel("masking at listener, dBA")
+    ax.set_title(f"zone {day['site'].zones[zone].name!r}: masking level over the simulated day")
+    ax.legend(ncol=5, fontsize=8)
+    for name, lo, hi in PERIODS:
+        ax.axvspan(lo, hi, color="0.9" if PERIODS.index((name, lo, hi)) % 2 else "1.0", zorder=-1)
+        ax.text((lo + hi) / 2, ax.get_ylim()[0] + 0.5, name, ha="center", fontsize=7)
+    ax = axes[1]
+    for name, r in results.items():
+        smooth = np.convolve(r.sii[:, zone], kernel, mode="same")
+        ax.plot(hours, smooth, color=colours.get(name), lw=1.0, label=f"{name} (1 min mean)")
+    ax.axhline(target, color="k", ls="--", lw=0.8, label=f"target SII {target:.2f}")
+    ax.set_ylabel("SII of the neighbour at the listener")
+    ax.set_xlabel("hour")
+    ax.legend(ncol=4, fontsize=8)
+    ax = axes[2]
+    nominal = day["nominal_hz"]
+    spectral = results["spectral"].band_db[:, zone, :]
+    level = results["spectral"].level_dba[:, zone]
+    shape = np.asarray(day["site"].target_level_db)
+    for label, i in (("loudest", int(np.argmax(level))), ("quietest", int(np.argmin(level)))):
+        ax.semilogx(
+            nominal, spectral[i], marker="o", ms=3, label=f"spectral, {label} ({hours[i]:.2f} h)"
+        )
+        offset = float(np.mean(spectral[i] - shape))
+        limit = day["settings"].shape_limit_db
+        ax.fill_between(nominal, shape + offset - limit, shape + offset + limit, alpha=0.12)
+    ax.set_xlabel("one-third-octave band, Hz")
+    ax.set_ylabel("masking band level, dB SPL")
+    ax.set_title("spectral law: band levels with the target shape ±3 dB (shaded)")
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -10,7 +10,7 @@ Three parts, each usable alone:
   hop's spectrum into the next, so the spectrum changes smoothly without clicks.
 * :class:`BandActivityEstimator` - from the office microphones' band levels (one reading per
   control update), the masking's own contribution removed by power subtraction, it tracks per
-  band the ambient floor (minimum over a sliding window, averaged in dB over ``ambient_averaging_s``)
+  band the ambient (the readings without speech, averaged in dB over ``ambient_averaging_s``)
   and the speech present (the excess over the floor in frames where speech is present, averaged
   in power over ``speech_averaging_s`` with only speech frames counted).
 * :class:`SpectralPrivacyLaw` - per zone and band, the masking band levels that keep the
@@ -376,7 +376,7 @@ def sii_band_mapping(nominal_hz) -> np.ndarray:
     """Index into ``nominal_hz`` of each ANSI S3.5 band (160 Hz ... 8 kHz); ConfigError if the
     bands do not cover them all."""
     nominal = [float(f) for f in np.ravel(nominal_hz)]
-    missing = [f for f in sii_module.BAND_CENTRES_HZ if float(f) not in nominal]
+    missing = [float(f) for f in sii_module.BAND_CENTRES_HZ if float(f) not in nominal]
     if missing:
         raise ConfigError(
             f"target curve bands {nominal} miss the SII bands {missing}; allowed: curves covering "
@@ -622,8 +622,8 @@ class BandActivityEstimator:
     fluctuating ambient by a dB or two, which errs towards more masking, the private side);
     (4) a reading is speech present when its 500 Hz ... 4 kHz excess over the floor is at least
     ``presence_snr_db``; (5) the speech estimate is the exponential average, over speech-present
-    readings only, of the excess power per band; the ambient estimate the exponential average of
-    the floor in dB. Readings with a non-finite value on every microphone are skipped and
+    readings only, of the excess power per band; the ambient estimate the exponential average,
+    in dB (so a door slam moves it little), of the readings without speech. Readings with a non-finite value on every microphone are skipped and
     counted; a microphone with a non-finite value is left out of that reading.
     """
 
@@ -699,9 +699,12 @@ class BandActivityEstimator:
                 self.speech_power = a * self.speech_power + (1.0 - a) * excess
         if self.ambient_db is None:
             self.ambient_db = floor_db.copy()
-        else:
+        elif not self.present:
+            # Speech-absence weighted: the readings without speech are the ambient itself (the
+            # minimum only decides presence; as an estimate it reads low where the masking
+            # dominates and the subtraction leaves a noisy remainder).
             a = math.exp(-dt_s / s.ambient_averaging_s)
-            self.ambient_db = a * self.ambient_db + (1.0 - a) * floor_db
+            self.ambient_db = a * self.ambient_db + (1.0 - a) * room_db
         return self.ambient_db, self.speech_db()
 
 
