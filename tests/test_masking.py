@@ -495,3 +495,27 @@ def test_mask_live_loop_fades_out_and_keeps_config_on_bad_reload(tmp_path, monke
     assert np.all(np.isfinite(played))
     assert np.all(played[-int(0.1 * FS) :] == 0.0)  # faded out before the stream stopped
     assert signals.rms_db(played[FS : 2 * FS, 0]) > -70.0  # it played in between
+
+
+def test_ceiling_remembers_the_room_across_a_reset():
+    """A reset (a service restart) does not forget the sound still decaying in the room: right
+    after a lowered ceiling and a reset, the output stays silent until the Fast meter has
+    decayed under the new ceiling, then plays at most at it."""
+    c = OutputCeiling(FS, 480, 1, ceiling_dbfs=-20.0)
+    loud = signals.white(FS, 1, rms=0.1)  # -20 dBFS: at the ceiling
+    y = np.empty_like(loud)
+    for i in range(0, FS, 480):
+        c.process(loud[i : i + 480], y[i : i + 480])
+    state = np.zeros((1, 1))
+    _fast_ms(y, FS, state)
+    c.set_ceiling_dbfs(-40.0)
+    c.reset()
+    z = np.empty_like(loud)
+    for i in range(0, FS, 480):
+        c.process(loud[i : i + 480], z[i : i + 480])
+    ms = _fast_ms(z, FS, state)
+    over = ms[:, 0] > 10 ** (-40.0 / 10) * (1 + 1e-6)
+    assert over[0] and np.all(z[over] == 0.0)  # silent while the room is above the ceiling
+    assert signals.rms_db(z[-FS // 4 :]) == pytest.approx(-40.0, abs=1.0)  # then at it
+    c.forget_output()
+    assert c._ms_out[0] == 0.0

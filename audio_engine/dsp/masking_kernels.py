@@ -244,8 +244,10 @@ def ceiling_limit(
         mo = ms_out[c]
         g = gain[c]
         if not (np.isfinite(mi) and np.isfinite(mo) and np.isfinite(g)):
+            # Poisoned state: restart silent, and assume the room is at the ceiling (the
+            # output meter's memory is unknown, forgetting it could let the level rise above).
             mi = 0.0
-            mo = 0.0
+            mo = limit if limit < np.inf else 0.0
             g = 0.0
         for n in range(frames):
             x = float(block[n, c])

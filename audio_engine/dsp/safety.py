@@ -185,10 +185,24 @@ class OutputCeiling(Processor):
         return -20.0 * np.log10(np.maximum(self._gain, 1e-12))
 
     def reset(self) -> None:
+        """Clear the limiter's detector, gain and counters, but not the output meter.
+
+        The output's mean square is the memory of sound already in the room, still decaying
+        with the Fast time constant: forgetting it on a reset would let a restarted source lift
+        the level above the ceiling while the room is still above it. Use :meth:`forget_output`
+        only when the output is known to have been silent (a new room, a test).
+        """
         self._ms_in.fill(0.0)
-        self._ms_out.fill(0.0)
         self._gain.fill(1.0)
         self.counters.fill(0)
+        # A poisoned meter is unknown: assume the room is at the ceiling (0 without an RMS one).
+        unknown = ~np.isfinite(self._ms_out)
+        self._ms_out[unknown] = np.where(np.isfinite(self._ms_limit), self._ms_limit, 0.0)[unknown]
+
+    def forget_output(self) -> None:
+        """Also clear the output meter (only when the output has really been silent)."""
+        self.reset()
+        self._ms_out.fill(0.0)
 
     def _process(self, block: np.ndarray, out: np.ndarray) -> None:
         ceiling_limit(
