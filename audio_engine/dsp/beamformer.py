@@ -239,8 +239,9 @@ def _mvdr_frame(
     geometric : (bins, mics) complex128, the free-field relative transfer function; ``steering``
     is it times the capsules' relative sensitivity corrections (written when calibrating).
     channel_power : (mics,) in-band noise power per capsule (state); correction : (mics,)
-    sensitivity estimate (written); frame_power : (mics,) scratch; ``calibration_smoothing`` 1.0 turns calibration off;
-    corrections are clamped to 1/max_correction..max_correction (amplitude).
+    sensitivity estimate (written); frame_power : (mics,) scratch. ``calibration_smoothing``
+    1.0 turns calibration off; corrections are clamped to 1/max_correction..max_correction
+    (amplitude).
     """
     bins = spec.shape[0]
     mics = spec.shape[1]
