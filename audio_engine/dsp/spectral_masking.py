@@ -103,6 +103,9 @@ PRESENCE_LOW_HZ, PRESENCE_HIGH_HZ = 500.0, 4000.0
 
 _LOG_FLOOR = 1e-30
 
+#: ln(10) / 20: amplitude dB to the exponent of e.
+_NEPER_PER_DB = math.log(10.0) / 20.0
+
 
 def _db(power):
     return 10.0 * np.log10(np.maximum(power, _LOG_FLOOR))
@@ -710,7 +713,7 @@ class BandActivityEstimator:
 
 # -- the generator with a per-band shape ----------------------------------------------------------
 @njit(cache=True)
-def shape_magnitude(magnitude, base, shape_db, goal_db, step_db, lower_band, upper_weight):
+def shape_magnitude(magnitude, base, shape_db, goal_db, step_db, lower_band, upper_weight, stale):
     """Slew each zone's band shape towards its goal and rebuild the per-bin magnitude.
 
     Parameters
@@ -723,6 +726,8 @@ def shape_magnitude(magnitude, base, shape_db, goal_db, step_db, lower_band, upp
     step_db : float, largest change of a band per call (one synthesis hop)
     lower_band : int64 (bins,), band below each bin (0 .. bands - 2)
     upper_weight : float64 (bins,), interpolation weight of the band above (0..1, in log f)
+    stale : int64 (zones,), 1 forces a rebuild (new base); cleared. A zone whose shape did not
+        move and is not stale keeps its magnitude: the steady state costs almost nothing.
 
     Notes
     -----
@@ -733,6 +738,7 @@ def shape_magnitude(magnitude, base, shape_db, goal_db, step_db, lower_band, upp
     zones, bins = base.shape
     bands = shape_db.shape[1]
     for z in range(zones):
+        moved = stale[z] != 0
         for b in range(bands):
             goal = goal_db[z, b]
             current = shape_db[z, b]
@@ -745,14 +751,19 @@ def shape_magnitude(magnitude, base, shape_db, goal_db, step_db, lower_band, upp
                 delta = step_db
             elif delta < -step_db:
                 delta = -step_db
+            if current + delta != shape_db[z, b]:
+                moved = True
             shape_db[z, b] = current + delta
+        if not moved:
+            continue
+        stale[z] = 0
         before = 0.0
         after = 0.0
         for k in range(bins):
             j = lower_band[k]
             w = upper_weight[k]
             gain_db = (1.0 - w) * shape_db[z, j] + w * shape_db[z, j + 1]
-            value = base[z, k] * 10.0 ** (gain_db / 20.0)
+            value = base[z, k] * math.exp(gain_db * _NEPER_PER_DB)
             magnitude[z, k] = value
             before += base[z, k] * base[z, k]
             after += value * value
@@ -786,8 +797,9 @@ class SpectralMaskingGenerator(MaskingGenerator):
     50 % with a square-root Hann window, which crossfades each spectrum into the next.
     :meth:`process` stays real-time safe (the shaping is a Numba kernel on preallocated arrays).
 
-    A cleaner home for this is the base class itself (a ``shape_db`` array read in its
-    ``_synthesise``); this subclass keeps the base file untouched.
+    The shaping runs in the base class's ``_synthesise`` hook (once per hop period, before the
+    first zone group synthesises); a zone whose shape is still and whose base is unchanged is
+    skipped, so steady masking costs what the base generator costs.
     """
 
     _shaping_ready = False
@@ -820,9 +832,10 @@ class SpectralMaskingGenerator(MaskingGenerator):
         #: Latest privacy figures per zone, written by the supervisor for status and reports.
         self.estimated_sii = np.full(self.zones, np.nan)
         self._shaping_ready = True
+        self._stale = np.ones(self.zones, np.int64)
         shape_magnitude(
             self._magnitude, self._base, self.shape_db, self.shape_goal_db, self._shape_step_db,
-            self._lower_band, self._upper_weight,
+            self._lower_band, self._upper_weight, self._stale,
         )  # fmt: skip
 
     def set_zone_shape_db(self, zone: int, shape_db) -> None:
@@ -845,13 +858,26 @@ class SpectralMaskingGenerator(MaskingGenerator):
     def set_zone_eq_db(self, zone: int, eq_db) -> None:
         super().set_zone_eq_db(zone, eq_db)
         if self._shaping_ready:
-            self._base[self._check_zone(zone)] = self._magnitude[self._check_zone(zone)]
+            z = self._check_zone(zone)
+            self._base[z] = self._magnitude[z]
+            self._stale[z] = 1
+
+    def start(self, zone: int | None = None) -> None:
+        # A restart after a fault rebuilds the unshaped magnitude: shape it again.
+        super().start(zone)
+        if self._shaping_ready:
+            self._stale.fill(1)
+
+    def reset(self) -> None:
+        super().reset()
+        if self._shaping_ready:
+            self._stale.fill(1)
 
     def _synthesise(self) -> None:
         if self._shaping_ready:
             shape_magnitude(
                 self._magnitude, self._base, self.shape_db, self.shape_goal_db,
-                self._shape_step_db, self._lower_band, self._upper_weight,
+                self._shape_step_db, self._lower_band, self._upper_weight, self._stale,
             )  # fmt: skip
         super()._synthesise()
 
