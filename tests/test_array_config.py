@@ -268,3 +268,22 @@ def test_file_channel_check():
         r"4-channel file",
     ):
         check_file_channels(config, 2, "call.wav")
+
+
+def test_ambient_process_allocates_nothing():
+    import tracemalloc
+
+    from audio_engine.dsp.array_ambient import ArrayAmbient
+
+    ambient = ArrayAmbient(48000, 480, load_array(EXAMPLE), input_channels=6)
+    x = signals.white(480, 6, 4)
+    out = np.zeros((480, 1), np.float32)
+    ambient.process(x, out)
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for _ in range(100):
+        ambient.process(x, out)
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(s.size_diff for s in after.compare_to(before, "filename") if s.size_diff > 0)
+    assert grown < 2048, f"process() left {grown} bytes allocated"
