@@ -99,6 +99,7 @@ def simulate_day(
     seed: int = 0,
     hours: tuple[float, float] = (7.0, 20.0),
     points=DAY_POINTS,
+    speech_path_error_db: float = 0.0,
 ) -> dict:
     """Run the three strategies over one simulated day on ``site``'s zones and microphones.
 
@@ -115,6 +116,9 @@ def simulate_day(
         Seeds the room (every strategy hears the same room).
     hours : (float, float)
         Start and end of the day, h.
+    speech_path_error_db : float
+        How much quieter the real talker-to-microphone path is than the law assumes, dB (the
+        law then under-reads the talker by this much: a commissioning error, to test robustness).
 
     Returns
     -------
@@ -215,7 +219,9 @@ def simulate_day(
     def mic_readings(i: int, masking_band: np.ndarray) -> np.ndarray:
         own = power_sum_db(masking_band[:, None, :] + coupling[:, :, None], axis=0)
         talker_at_mic = np.where(
-            talking[i][:, None], talker_1m[i] - settings.mic_speech_offset_db, -100.0
+            talking[i][:, None],
+            talker_1m[i] - settings.mic_speech_offset_db - speech_path_error_db,
+            -100.0,
         )
         room = ambient[i][None, :] - 2.0 * np.arange(mics)[:, None]
         return power_sum_db(np.stack([room, talker_at_mic, own]), axis=0) + reading_noise[i]
