@@ -226,9 +226,14 @@ class NoiseSuppressor(Processor):
         config[K.C_NOISE_FLOOR] = 1e-9 * self.analysis_window_energy
         config[K.C_HPF_B0 : K.C_HPF_A2 + 1] = _highpass(highpass_hz, fs)
         # Keyboard clicks last 3-8 ms plus their decay: hold 10 ms after the last trigger, and
-        # never treat more than 20 ms in a row as a click.
+        # never treat more than 10 ms in a row as a click. A click is a >= 20 dB jump within one
+        # hop (12 dB caught more clicks but also plosives and fricative onsets: PESQ-WB on
+        # clean speech fell from 4.2 to 3.3; 20 dB costs 2 dB of the clicks' SI-SDR gain).
         config[K.C_TRANSIENT_HOLD] = max(1.0, round(0.010 / hop_s))
-        config[K.C_TRANSIENT_MAX] = max(2.0, round(0.020 / hop_s))
+        config[K.C_TRANSIENT_MAX] = max(2.0, round(0.010 / hop_s))
+        config[K.C_RISE_DB] = 20.0
+        # The references freeze while the click (up to 10 ms) is inside the analysis window.
+        config[K.C_TRANSIENT_FREEZE] = float(np.ceil(n_fft / hop) + np.ceil(0.010 / hop_s)) + 1.0
         config[K.C_CLIP_IN] = 2.0
         # Minimum statistics cap: 20 ms smoothing, 4 sub-windows of 0.25 s, minimum bias 8 dB.
         config[K.C_MIN_SMOOTH] = np.exp(-hop_s / 0.020)
