@@ -129,3 +129,27 @@ def test_measure_a_calibrator_then_a_recording(tmp_path, capsys):
     assert main(["measure", "--file", str(tmp_path / "room.wav"), "--calibration", cal_file,
                  "--mic", "nobody"]) == 2  # fmt: skip
     assert "--mic='nobody' is not in" in capsys.readouterr().err
+
+
+def test_report_says_fail_plainly_with_the_reasons(tmp_path):
+    from audio_engine.report_html import write_report
+
+    bands = [100.0, 125.0, 160.0]
+    zone = {
+        "zone": 0, "name": "Corridor", "passed": False,
+        "reasons": ["bands not measurable (within 3 dB of the background): 100 Hz"],
+        "target_dba": 40.0, "spl_offset_db": 80.0, "iterations": 3,
+        "max_deviation_history_db": [4.0, 2.0, 1.5], "bands_hz": bands,
+        "target_db": [30.0, 31.0, 32.0], "predicted_db": [None, 31.4, 33.5],
+        "deviation_db": [None, 0.4, 1.5], "eq_db": [0.0, -1.0, 2.0],
+        "laeq_total_dba_per_position": [44.0], "laeq_masking_dba_per_position": [None],
+        "background_dba_per_position": [43.0], "spatial_spread_db": 0.0,
+        "privacy_per_position": [{"position": 1, "sii": 0.41, "privacy_index": 59.0,
+                                  "privacy_class": "none"}],
+    }  # fmt: skip
+    html_path, json_path = write_report(tmp_path, [zone], {"site": "Test floor"})
+    html = html_path.read_text()
+    assert "Masking calibration report — <span class='FAIL'>FAIL</span>" in html
+    assert "Corridor — <span class='FAIL'>FAIL</span>" in html
+    assert "100 Hz" in html and "n/m" in html
+    assert json.loads(json_path.read_text())["passed"] is False
