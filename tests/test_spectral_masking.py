@@ -25,6 +25,7 @@ from audio_engine.dsp.spectral_masking import (
     AUDIBLE_STEP_DB,
     AUDIBLE_STEP_WINDOW_S,
     BandActivityEstimator,
+    MicBandTap,
     PrivacySettings,
     RateLimitedShape,
     SpectralMaskingGenerator,
@@ -321,6 +322,33 @@ def test_generator_never_crosses_the_ceiling_with_any_shape():
     assert np.all(np.isfinite(audio))
     assert g.ceiling.counters[0, 0] == 0
     assert signals.rms_db(audio[:, 0]) == pytest.approx(46.0 - 90.0, abs=0.2)
+
+
+def test_mic_band_tap_reads_a_calibrated_tone_in_its_band():
+    tap = MicBandTap(48000, 480, 2, [100.0, 94.0], NOMINAL)
+    t = np.arange(48000) / 48000
+    tone = 0.5 * np.sin(2 * np.pi * 1000.0 * t)  # -9.03 dBFS RMS
+    block = np.zeros((480, 2), np.float32)
+    out = np.zeros((480, 1), np.float32)
+    for start in range(0, 48000, 480):
+        block[:, 0] = tone[start : start + 480]
+        block[:, 1] = tone[start : start + 480]
+        tap.process(block, out)
+    tap.levels_db()  # drop the filters' start-up second
+    for start in range(0, 48000, 480):
+        block[:, 0] = tone[start : start + 480]
+        block[:, 1] = tone[start : start + 480]
+        tap.process(block, out)
+    levels = tap.levels_db()
+    k = list(NOMINAL).index(1000.0)
+    expected = 20 * np.log10(0.5 / np.sqrt(2))
+    # IEC 61260-1 class 1: within ±0.4 dB at mid-band; the neighbours far below.
+    assert levels[0, k] == pytest.approx(expected + 100.0, abs=0.4)
+    assert levels[1, k] == pytest.approx(expected + 94.0, abs=0.4)
+    assert np.all(np.delete(levels[0], [k - 1, k, k + 1]) < levels[0, k] - 30.0)
+    assert tap.levels_db() is None  # nothing new since the last read
+    with pytest.raises(ConfigError, match=r"do not all fit below Nyquist at sample_rate=16000"):
+        MicBandTap(16000, 160, 1, [100.0], NOMINAL)
 
 
 # -- the supervisor and the closed loop --------------------------------------------------------
