@@ -341,15 +341,18 @@ def test_two_devices_are_bridged_by_the_ring_with_bounded_delay(sd):
         # A stall of the output side: the input side runs ahead by 5 blocks...
         for k in range(5):
             capture.callback(x[k * block : (k + 1) * block], block, None, FakeFlags())
-        # ...then both alternate; the reader skips the stale backlog at once.
+        # ...then both alternate; the reader skips the backlog beyond what the output device
+        # buffers (20 ms here) plus two blocks, at once.
         for k in range(5, 20):
             capture.callback(x[k * block : (k + 1) * block], block, None, FakeFlags())
             playback.callback(out[k * block : (k + 1) * block], block, None, FakeFlags())
-    # From the first alternating block on, the output is the input one block late.
-    np.testing.assert_array_equal(out[6 * block :], x[5 * block : 19 * block])
+    assert stream.bridge_keep_frames == 2 * block + 960
+    # From the first alternating block on, the output is the input three blocks late: the
+    # kept backlog (4 blocks) minus the block being read.
+    np.testing.assert_array_equal(out[5 * block :], x[2 * block : 17 * block])
     report = stream.report()
     assert report.telemetry["bridge zero-filled frames"] == block
-    assert report.telemetry["bridge skipped frames"] == 4 * block
+    assert report.telemetry["bridge skipped frames"] == 2 * block
     assert report.telemetry["bridge dropped frames"] == 0
 
 

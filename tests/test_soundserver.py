@@ -26,7 +26,7 @@ from audio_engine.io import virtual_device as vd
 from audio_engine.io.device import DEFAULT_LATENCY_S, DeviceStream
 from audio_engine.pipeline import Pipeline
 from tests.conftest import CLI
-from tests.signals import office_noise_signal, si_sdr_db, speech, white
+from tests.signals import office_noise_signal, speech, white
 
 pytestmark = pytest.mark.soundserver
 
@@ -54,10 +54,12 @@ def _load_null_sink(name: str) -> int:
 def sinks(sound_server):
     """Two plain null sinks (the 'headset' and a scratch loop) and the virtual mic, removed after."""
     headset, loop, mic = f"{TAG}_headset", f"{TAG}_loop", f"{TAG}Mic"
-    modules = [_load_null_sink(headset), _load_null_sink(loop)]
+    earpiece, speaker = f"{TAG}_earpiece", f"{TAG}Spk"
+    modules = [_load_null_sink(headset), _load_null_sink(loop), _load_null_sink(earpiece)]
     vd.create_virtual_mic(mic)
-    yield {"headset": headset, "loop": loop, "mic": mic}
+    yield {"headset": headset, "loop": loop, "mic": mic, "earpiece": earpiece, "speaker": speaker}
     vd.remove_virtual_mic(mic)
+    vd.remove_virtual_speaker(speaker)
     for m in modules:
         vd.pactl("unload-module", str(m))
 
@@ -68,7 +70,8 @@ def client_duplex(
     """Play ``play`` (1-D float32) into ``sink`` and record ``source`` on one PortAudio stream.
 
     Returns the recording (len(play) + tail) aligned to the playback's first sample, the status
-    flag count and the stream's reported (input, output) latency in seconds.
+    flag count, the stream's reported (input, output) latency in seconds, and the stream's own
+    loop delay in ms by PortAudio's timestamps (median of DAC time - ADC time).
     """
     import sounddevice as sd
 
@@ -78,6 +81,8 @@ def client_duplex(
     recording = np.zeros(n, np.float32)
     position = [0]
     flags = [0]
+    # PortAudio's own view of this stream's loop delay, DAC time - ADC time, per callback.
+    loop_s = np.zeros(n // BLOCK + 16)
 
     def callback(indata, outdata, frames, time_info, status):
         p = position[0]
@@ -85,6 +90,9 @@ def client_duplex(
         outdata[:m, 0] = padded[p : p + m]
         outdata[m:] = 0.0
         recording[p : p + m] = indata[:m, 0]
+        k = p // BLOCK
+        if k < len(loop_s):
+            loop_s[k] = time_info.outputBufferDacTime - time_info.inputBufferAdcTime
         position[0] = p + frames
         if status:
             flags[0] += 1
@@ -113,7 +121,7 @@ def client_duplex(
         while position[0] < n and time.monotonic() < deadline:
             time.sleep(0.02)
     assert position[0] >= n, "the client stream stopped being called back"
-    return recording, flags[0], reported
+    return recording, flags[0], reported, 1e3 * float(np.median(loop_s[: n // BLOCK]))
 
 
 def lag_of(reference: np.ndarray, recorded: np.ndarray, max_lag: int) -> int:
@@ -146,7 +154,7 @@ def test_virtual_mic_is_idempotent_and_removed_cleanly(sound_server):
 
 
 def test_virtual_speaker_is_idempotent_and_removed_cleanly(sound_server):
-    name = f"{TAG}Spk"
+    name = f"{TAG}Spk2"
     first = vd.create_virtual_speaker(name)
     assert vd.create_virtual_speaker(name).sink_module == first.sink_module
     assert first.record_from == f"{name}.monitor" and first.complete
@@ -159,19 +167,13 @@ def test_virtual_mic_name_clash_is_a_clear_error(sinks):
         vd.create_virtual_mic(sinks["loop"])
 
 
-@pytest.mark.parametrize("latency", [DEFAULT_LATENCY_S, "low"])
-def test_device_stream_transports_samples_bit_exact(sinks, latency):
-    """A 0 dB DeviceStream between two null sinks must deliver every sample unchanged.
-
-    Float32 sinks at the stream's rate: no conversion, so any dropped, repeated or zeroed
-    fragment (the silent corruption some servers produce at low latency) shows as an error.
-    Also: the round trip the engine adds, measured on the client's clock against a direct
-    loop, is bounded by the latency the engine reports.
-    """
-    seconds = 2.0
+def transport_trial(sinks: dict, latency, seconds: float = 2.0) -> dict:
+    """One bit-exactness trial of a 0 dB DeviceStream between two null sinks (see below)."""
     x = white(int(seconds * SAMPLE_RATE), offset=7, rms=0.1)[:, 0]
     # Direct loop: what the client alone adds (its own output + input latency).
-    direct, direct_flags, _ = client_duplex(x, sinks["loop"], f"{sinks['loop']}.monitor")
+    direct, direct_flags, _, direct_loop_ms = client_duplex(
+        x, sinks["loop"], f"{sinks['loop']}.monitor"
+    )
     max_lag = SAMPLE_RATE // 2
     direct_lag = lag_of(x, direct, max_lag)
     pipeline = Pipeline([Gain(SAMPLE_RATE, BLOCK, 1, gain_db=0.0)], name="transport")
@@ -180,66 +182,221 @@ def test_device_stream_transports_samples_bit_exact(sinks, latency):
     )
     with stream:
         time.sleep(0.3)
-        through, flags, _ = client_duplex(x, sinks["headset"], sinks["mic"])
+        through, flags, _, through_loop_ms = client_duplex(x, sinks["headset"], sinks["mic"])
     report = stream.report()
     lag = lag_of(x, through, max_lag)
-    for name, rec, at in (("direct", direct, direct_lag), ("through the engine", through, lag)):
-        err = np.abs(rec[at : at + len(x)] - x)
-        bad = int(np.count_nonzero(err > 1e-6))
-        assert bad == 0, f"{name} ({latency=}): {bad} of {len(x)} samples corrupted"
-    added_ms = 1e3 * (lag - direct_lag) / SAMPLE_RATE
-    reported_ms = (
-        report.total_latency_ms + report.device_input_latency_ms + report.device_output_latency_ms
-    )
+    bad = {}
+    for name, rec, at in (("direct", direct, direct_lag), ("engine", through, lag)):
+        bad[name] = int(np.count_nonzero(np.abs(rec[at : at + len(x)] - x) > 1e-6))
+    return {
+        "frames": len(x),
+        "bad_direct": bad["direct"],
+        "bad_engine": bad["engine"],
+        "direct_ms": 1e3 * direct_lag / SAMPLE_RATE,
+        "added_ms": 1e3 * (lag - direct_lag) / SAMPLE_RATE,
+        "reported_ms": report.total_latency_ms
+        + report.device_input_latency_ms
+        + report.device_output_latency_ms,
+        "flags": direct_flags + flags + report.input_overflows + report.output_underflows,
+        "direct_loop_ms": direct_loop_ms,
+        "through_loop_ms": through_loop_ms,
+        "added_by_timestamps_ms": 1e3 * lag / SAMPLE_RATE - through_loop_ms,
+        "report": report,
+    }
+
+
+def test_device_stream_transports_samples_bit_exact(sinks):
+    """A 0 dB DeviceStream between two null sinks must deliver every sample unchanged.
+
+    Float32 sinks at the stream's rate: no conversion, so any dropped, repeated or zeroed
+    fragment (the silent corruption some servers produce at low latency) shows as an error.
+    Also: the round trip the engine adds, measured on the client's clock against a direct
+    loop, is bounded by the latency the engine reports.
+    """
+    t = transport_trial(sinks, DEFAULT_LATENCY_S)
+    report = t["report"]
     print(
-        f"\n{latency=}: direct loop {1e3 * direct_lag / SAMPLE_RATE:.1f} ms, engine adds "
-        f"{added_ms:.1f} ms, engine reports {reported_ms:.1f} ms "
-        f"(PortAudio in {report.device_input_latency_ms:.1f} + out "
-        f"{report.device_output_latency_ms:.1f} + block {report.block_buffering_ms:.1f}); "
-        f"flags client {direct_flags}+{flags}, engine "
-        f"{report.input_overflows}+{report.output_underflows}"
+        f"\nlatency={DEFAULT_LATENCY_S}: direct loop {t['direct_ms']:.1f} ms, engine adds "
+        f"{t['added_ms']:.1f} ms, engine reports {t['reported_ms']:.1f} ms; flags {t['flags']}"
     )
+    assert t["bad_direct"] == 0, f"the client's own loop corrupted {t['bad_direct']} samples"
+    assert t["bad_engine"] == 0, f"{t['bad_engine']} of {t['frames']} samples corrupted"
+    added_ms, reported_ms = t["added_ms"], t["reported_ms"]
     # The report is an upper bound of the real delay (PortAudio counts whole buffers, a null
     # sink's monitor delivers as soon as the sink renders) and not a loose one: the engine adds
     # at least one block (it cannot output a block before it has received it).
     assert report.block_buffering_ms - 1.0 <= added_ms <= reported_ms + 1.0
 
 
+class BackgroundNoise:
+    """Office noise looped into a sink by its own PortAudio stream, like a headset mic that is
+    never silent: the engine hears it from its first block on (as in service), and speech
+    played by another client mixes with it in the sink."""
+
+    def __init__(self, sink: str, rms: float, seconds: float = 10.0):
+        import sounddevice as sd
+
+        noise = office_noise_signal("hvac", int(seconds * SAMPLE_RATE), SAMPLE_RATE, offset=3)
+        self.noise = (rms * noise / np.std(noise)).astype(np.float32)
+        self.position = 0
+        saved = os.environ.get("PULSE_SINK")
+        os.environ["PULSE_SINK"] = sink
+        try:
+            self.stream = sd.OutputStream(
+                device="pulse",
+                samplerate=SAMPLE_RATE,
+                blocksize=BLOCK,
+                channels=1,
+                dtype="float32",
+                latency=DEFAULT_LATENCY_S,
+                callback=self._callback,
+            )
+        finally:
+            if saved is None:
+                os.environ.pop("PULSE_SINK", None)
+            else:
+                os.environ["PULSE_SINK"] = saved
+
+    def _callback(self, outdata, frames, time_info, status):
+        n = len(self.noise)
+        for i in range(frames):  # loop without allocating a wrapped copy
+            outdata[i, 0] = self.noise[(self.position + i) % n]
+        self.position = (self.position + frames) % n
+
+    def __enter__(self):
+        self.stream.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stream.stop()
+        self.stream.close()
+
+
 def test_headset_end_to_end_through_the_virtual_mic(sinks, tmp_path):
     """The issue's test: noisy speech → headset sink → `audio-engine headset` → virtual mic.
 
-    Speech must arrive (correlation with the clean speech), the noise must be reduced, and the
-    delay the client measures must be bounded by the engine's report.
+    HVAC noise runs into the 'headset' sink from before the engine starts; the test client
+    plays clean speech into the same sink (the sink mixes them, 5 dB SNR) and records the
+    virtual mic. Speech must arrive (correlation with the clean speech, better than the noisy
+    mix's), the noise must be reduced, Ctrl-C must end the run with its report, and the delay
+    the client measures must be bounded by the engine's report.
     """
-    clean = speech("en", SAMPLE_RATE)
-    # 3 s of noise alone first. The engine starts on digital silence (an idle sink) and the
-    # suppressor's noise tracker needs ~2 s to learn a noise that starts after silence (a
-    # headset mic in use is never silent, so in service it has learnt it long before).
-    lead = np.zeros(3 * SAMPLE_RATE, np.float32)
-    clean = np.concatenate([lead, clean])
-    noise = office_noise_signal("hvac", len(clean), SAMPLE_RATE, offset=3)
+    speech_only = speech("en", SAMPLE_RATE)
+    lead = np.zeros(SAMPLE_RATE, np.float32)  # 1 s of noise alone before the speech
+    clean = np.concatenate([lead, speech_only])
     snr_db = 5.0
-    speech_power = float(np.mean(np.square(clean[len(lead) :], dtype=np.float64)))
-    noise = noise * np.float32(np.sqrt(speech_power / 10 ** (snr_db / 10)) / np.std(noise))
-    noisy = (clean + noise).astype(np.float32)
+    speech_power = float(np.mean(np.square(speech_only, dtype=np.float64)))
+    noise_rms = float(np.sqrt(speech_power / 10 ** (snr_db / 10)))
 
     # Direct loop first (1 s of white noise): the client's own delay, to subtract.
     probe = white(SAMPLE_RATE, offset=11, rms=0.1)[:, 0]
-    direct, _, _ = client_duplex(probe, sinks["loop"], f"{sinks['loop']}.monitor", tail_s=0.5)
+    direct, _, _, _ = client_duplex(probe, sinks["loop"], f"{sinks['loop']}.monitor", tail_s=0.5)
     max_lag = SAMPLE_RATE // 2
     direct_lag = lag_of(probe, direct, max_lag)
 
     report_path = tmp_path / "headset.json"
+    with BackgroundNoise(sinks["headset"], noise_rms):
+        engine = subprocess.Popen(
+            [
+                *CLI,
+                "headset",
+                "--input",
+                f"{sinks['headset']}.monitor",
+                "--output",
+                "virtual",
+                "--mic-name",
+                sinks["mic"],
+                "--report",
+                str(report_path),
+                "--quiet",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30.0
+            while vd.virtual_mic_status(sinks["mic"]).players < 1:
+                assert engine.poll() is None, f"headset exited early: {engine.communicate()}"
+                assert time.monotonic() < deadline, "headset never started playing"
+                time.sleep(0.1)
+            time.sleep(1.0)  # the engine has heard 1 s of noise before the client starts
+            recorded, flags, _, _ = client_duplex(clean, sinks["headset"], sinks["mic"])
+            engine.send_signal(signal.SIGINT)  # Ctrl-C: stop cleanly, print and write the report
+            out, err = engine.communicate(timeout=30.0)
+        finally:
+            if engine.poll() is None:
+                engine.kill()
+                engine.wait()
+    assert engine.returncode == 130, err
+    assert "Traceback" not in err
+    assert "Latency report — headset" in out
+    report = json.loads(report_path.read_text())["pipelines"]["headset"]
+
+    lag = lag_of(speech_only, recorded[len(lead) :], max_lag) + len(lead)
+    aligned = recorded[lag - len(lead) : lag - len(lead) + len(clean)]
+    body = slice(len(lead), len(clean))
+    corr_out = float(np.corrcoef(aligned[body], clean[body])[0, 1])
+    # Correlation of clean speech with clean + independent noise: sqrt(S / (S + N)).
+    corr_in = float(np.sqrt(1.0 / (1.0 + 10 ** (-snr_db / 10))))
+    quiet = slice(SAMPLE_RATE // 5, len(lead))  # noise alone, as it reached the virtual mic
+    noise_in_db = 20 * np.log10(noise_rms)
+    noise_out_db = 10 * np.log10(np.mean(np.square(aligned[quiet], dtype=np.float64)) + 1e-20)
+    added_ms = 1e3 * (lag - len(lead) - direct_lag) / SAMPLE_RATE
+    reported_ms = (
+        report["total_latency_ms"]
+        + report["device_input_latency_ms"]
+        + report["device_output_latency_ms"]
+    )
+    print(
+        f"\ncorrelation with clean speech: noisy mix {corr_in:.3f}, virtual mic {corr_out:.3f}; "
+        f"noise alone in {noise_in_db:.1f} dBFS, out {noise_out_db:.1f} dBFS; engine adds "
+        f"{added_ms:.1f} ms, reports {reported_ms:.1f} ms (algorithmic "
+        f"{report['algorithmic_latency_ms']:.1f}); xruns "
+        f"{report['input_overflows']}+{report['output_underflows']}, client flags {flags}"
+    )
+    # Speech arrives, and cleaner than it went in.
+    assert corr_out >= 0.8
+    assert corr_out > corr_in
+    # Noise is reduced by at least 15 dB (the suppressor's floor is 25 dB; this noise loses
+    # 29 dB offline).
+    assert noise_out_db <= noise_in_db - 15.0
+    # Measured delay within the reported bound; and at least the algorithmic latency + a block.
+    assert (
+        report["algorithmic_latency_ms"] + report["block_buffering_ms"] - 1.0
+        <= added_ms
+        <= reported_ms + 5.0
+    )
+
+
+def test_headset_receive_path_protects_the_ear_through_the_virtual_speaker(sinks, tmp_path):
+    """--receive: softphone → virtual speaker → hearing protection → headset earpiece.
+
+    Far-end speech must arrive, a full-scale line squeal must come out no louder than the
+    protector's hard limit (the guarantee survives the real transport), and the run must report
+    both directions separately.
+    """
+    from audio_engine.dsp.hearing import HearingProtector
+    from tests.signals import sine
+
+    limit = HearingProtector(SAMPLE_RATE, BLOCK, 1).limit_amplitude
+    far_end = speech("en", SAMPLE_RATE)[: 3 * SAMPLE_RATE]
+    squeal = sine(3000.0, SAMPLE_RATE, 0.5, amplitude=1.0)
+    x = np.concatenate([far_end, squeal, far_end[:SAMPLE_RATE]]).astype(np.float32)
+    report_path = tmp_path / "both.json"
     engine = subprocess.Popen(
         [
             *CLI,
             "headset",
             "--input",
             f"{sinks['headset']}.monitor",
-            "--output",
-            "virtual",
             "--mic-name",
             sinks["mic"],
+            "--receive",
+            "--speaker-name",
+            sinks["speaker"],
+            "--receive-output",
+            sinks["earpiece"],
             "--report",
             str(report_path),
             "--quiet",
@@ -250,59 +407,71 @@ def test_headset_end_to_end_through_the_virtual_mic(sinks, tmp_path):
     )
     try:
         deadline = time.monotonic() + 30.0
-        while vd.virtual_mic_status(sinks["mic"]).players < 1:
+        while True:
+            try:
+                if vd.virtual_speaker_status(sinks["speaker"]).recorders >= 1:
+                    break
+            except vd.DeviceError:
+                pass  # the speaker is created by the engine; not there yet
             assert engine.poll() is None, f"headset exited early: {engine.communicate()}"
-            assert time.monotonic() < deadline, "headset never started playing"
+            assert time.monotonic() < deadline, "the receive path never started"
             time.sleep(0.1)
         time.sleep(0.3)
-        recorded, flags, _ = client_duplex(noisy, sinks["headset"], sinks["mic"])
-        engine.send_signal(signal.SIGINT)  # Ctrl-C: stop cleanly, print and write the report
+        recorded, _, _, _ = client_duplex(x, sinks["speaker"], f"{sinks['earpiece']}.monitor")
+        engine.send_signal(signal.SIGINT)
         out, err = engine.communicate(timeout=30.0)
     finally:
         if engine.poll() is None:
             engine.kill()
             engine.wait()
     assert engine.returncode == 130, err
-    assert "Traceback" not in err
-    assert "Latency report — headset" in out
-    report = json.loads(report_path.read_text())["pipelines"]["headset"]
+    pipelines = json.loads(report_path.read_text())["pipelines"]
+    assert set(pipelines) == {"headset", "receive"}
+    assert "Latency report — receive" in out
 
-    lag = lag_of(clean, recorded, max_lag)
-    aligned = recorded[lag : lag + len(clean)]
-    body = slice(len(lead) + SAMPLE_RATE // 2, len(clean))  # after the tracker has converged
-    # What the engine received is `noisy` itself: the transport test shows the path is bit-exact.
-    in_aligned = noisy
-    corr_out = float(np.corrcoef(aligned[body], clean[body])[0, 1])
-    corr_in = float(np.corrcoef(in_aligned[body], clean[body])[0, 1])
-    sdr_in = si_sdr_db(clean[body], in_aligned[body])
-    sdr_out = si_sdr_db(clean[body], aligned[body])
-    # Noise alone, the second before the speech, as it reached the virtual mic.
-    quiet = slice(len(lead) - SAMPLE_RATE, len(lead))
-    noise_in_db = 10 * np.log10(np.mean(np.square(in_aligned[quiet], dtype=np.float64)))
-    noise_out_db = 10 * np.log10(np.mean(np.square(aligned[quiet], dtype=np.float64)) + 1e-20)
-    added_ms = 1e3 * (lag - direct_lag) / SAMPLE_RATE
-    reported_ms = (
-        report["total_latency_ms"]
-        + report["device_input_latency_ms"]
-        + report["device_output_latency_ms"]
-    )
+    lag = lag_of(far_end, recorded, SAMPLE_RATE // 2)
+    aligned = recorded[lag : lag + len(x)]
+    speech_part = slice(0, len(far_end))
+    squeal_part = slice(len(far_end), len(far_end) + len(squeal))
+    corr = float(np.corrcoef(aligned[speech_part], far_end)[0, 1])
+    peak = float(np.max(np.abs(aligned)))
     print(
-        f"\ncorrelation with clean speech: in {corr_in:.3f}, out {corr_out:.3f}; SI-SDR in "
-        f"{sdr_in:.1f} dB, out {sdr_out:.1f} dB; noise alone in {noise_in_db:.1f} dBFS, out "
-        f"{noise_out_db:.1f} dBFS; engine adds {added_ms:.1f} ms, reports {reported_ms:.1f} ms "
-        f"(algorithmic {report['algorithmic_latency_ms']:.1f}); xruns "
-        f"{report['input_overflows']}+{report['output_underflows']}, client flags {flags}"
+        f"\nreceive: correlation with far-end speech {corr:.3f}, squeal peak "
+        f"{float(np.max(np.abs(aligned[squeal_part]))):.3f} (limit {limit:.3f}), "
+        f"reported {pipelines['receive']['total_latency_ms']:.1f} ms + PortAudio"
     )
-    # Speech arrives: the clean speech explains most of the virtual mic's signal.
-    assert corr_out >= 0.8
-    # Noise is reduced: at least 15 dB less noise alone (the suppressor's floor is 25 dB; the
-    # same signal offline loses 29 dB), and speech is not distorted more than the noise was
-    # reduced (SI-SDR does not drop).
-    assert noise_out_db <= noise_in_db - 15.0
-    assert sdr_out >= sdr_in
-    # Measured delay within the reported bound; and at least the algorithmic latency + a block.
-    assert (
-        report["algorithmic_latency_ms"] + report["block_buffering_ms"] - 1.0
-        <= added_ms
-        <= reported_ms + 1.0
-    )
+    assert corr >= 0.9
+    # The hard limit holds sample by sample at the ear (float32 transport: no rounding).
+    assert peak <= limit * (1.0 + 1e-6)
+    assert float(np.max(np.abs(aligned[squeal_part]))) >= 0.5 * limit, "the squeal vanished"
+
+
+if __name__ == "__main__":
+    # The measurement behind DEFAULT_LATENCY_S: repeated bit-exactness trials per latency
+    # setting on the running server. `python -m tests.test_soundserver [trials]`
+    import sys
+
+    trials = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    names = {"headset": f"{TAG}_headset", "loop": f"{TAG}_loop", "mic": f"{TAG}Mic"}
+    loaded = [_load_null_sink(names["headset"]), _load_null_sink(names["loop"])]
+    vd.create_virtual_mic(names["mic"])
+    try:
+        settings = (
+            sys.argv[2].split(",") if len(sys.argv) > 2 else ["low", "0.04", "0.05", "0.06", "0.08"]
+        )
+        for latency in [x if x in ("low", "high") else float(x) for x in settings]:
+            rows = [transport_trial(names, latency) for _ in range(trials)]
+            print(
+                f"latency={latency!s:>5}: corrupted trials "
+                f"{sum(r['bad_engine'] > 0 for r in rows)}/{trials}, corrupted samples "
+                f"{[r['bad_engine'] for r in rows]}, status flags {[r['flags'] for r in rows]}, "
+                f"engine adds {[round(r['added_ms']) for r in rows]} ms (by timestamps "
+                f"{[round(r['added_by_timestamps_ms']) for r in rows]}), client loops "
+                f"{[(round(r['direct_ms']), round(r['direct_loop_ms'])) for r in rows]}, reports "
+                f"{rows[0]['reported_ms']:.0f} ms",
+                flush=True,
+            )
+    finally:
+        vd.remove_virtual_mic(names["mic"])
+        for m in loaded:
+            vd.pactl("unload-module", str(m))

@@ -25,9 +25,9 @@ Ctrl-C (or SIGTERM) stops cleanly and prints the latency report(s).
 Devices: an index or any unique part of a name from `audio-engine devices`, or the name of a
 PulseAudio/PipeWire source/sink (e.g. the headset's `alsa_input.usb-...` source).
 
-Latency: PortAudio is asked for --latency seconds per direction (default 0.04). 'low' is
-allowed but some sound servers then corrupt samples without reporting an xrun; see
-docs/virtual_mic.md.
+Latency: PortAudio is asked for --latency seconds per direction (default 0.05, the setting
+measured to deliver every sample intact through PulseAudio; 'low', 0.04 and 0.08 s were
+measured to slip samples without any xrun flag). See docs/virtual_mic.md.
 
 examples:
   audio-engine headset --input "USB Headset"
@@ -89,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_latency,
         default=None,
         metavar="S",
-        help="PortAudio latency per direction: seconds, 'low' or 'high' (default: 0.04)",
+        help="PortAudio latency per direction: seconds, 'low' or 'high' (default: 0.05)",
     )
     parser.add_argument(
         "--seconds",

@@ -38,14 +38,16 @@ from audio_engine.io.ringbuffer import RingBuffer
 #: Rates probed for ``audio-engine devices`` (telephony 8/16 kHz to studio 96 kHz).
 PROBE_SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 32000, 44100, 48000, 96000)
 
-#: Default PortAudio suggested latency in seconds, per direction. Measured through the headless
-#: PulseAudio server of tests/test_soundserver.py (ALSA ``pulse`` plugin, block 480 at 48 kHz):
-#: every setting from ``'low'`` to 0.1 s delivered bit-exact samples on an idle machine, but
-#: ``'low'`` asks the plugin for one period and leaves no margin once the CPU is shared, and
-#: servers that run out of margin corrupt samples without raising a status flag. 40 ms per
-#: direction keeps a 4x margin over a 10 ms block and stays well under the 150 ms one-way
-#: budget of ITU-T G.114 for the whole call. docs/virtual_mic.md explains the choice.
-DEFAULT_LATENCY_S = 0.04
+#: Default PortAudio suggested latency in seconds, per direction. Chosen by measurement, not
+#: by the smallest number that works on an idle machine: through the headless PulseAudio server
+#: (ALSA ``pulse`` plugin, one duplex stream, block 480 at 48 kHz, machine shared and loaded),
+#: a 0 dB stream between two float32 null sinks was compared sample by sample with its input
+#: (``python -m tests.test_soundserver 10 low,0.04,0.05,0.06,0.08``). Corrupted runs: ``'low'``
+#: 4/8, 0.04 s 2/8, 0.05 s 0/10, 0.06 s 0/10, 0.08 s 10/10, 0.1 s 5/8 — most with no status
+#: flag at all (the stream slips samples silently). 0.05 s (PortAudio then reports 60 ms in,
+#: 70 ms out) was clean in every run; the engine then adds 70-105 ms of measured one-way delay.
+#: docs/virtual_mic.md explains the trade-off and how to re-measure on a given machine.
+DEFAULT_LATENCY_S = 0.05
 
 #: Blocks of hand-over buffer between two devices' streams (input → output bridge).
 BRIDGE_BLOCKS = 8
@@ -409,6 +411,7 @@ class DeviceStream:
         output_device: int | str | None = None,
         latency: float | str = DEFAULT_LATENCY_S,
         tap=None,
+        bridge: bool | None = None,
     ):
         from audio_engine.engine import PipelineCallback
 
@@ -433,11 +436,18 @@ class DeviceStream:
             check_settings(self.output, self.sample_rate, pipeline.output_channels)
         # Two different PortAudio devices have two clocks: bridge them with a ring buffer
         # rather than one PortAudio stream across both (which xruns as the clocks drift).
-        self.bridged = (
-            mode == "duplex" and self.input is not None and self.input.index != self.output.index
-        )
+        if bridge is None:
+            bridge = (
+                self.input is not None
+                and self.output is not None
+                and (self.input.index != self.output.index)
+            )
+        self.bridged = bool(bridge) and mode == "duplex"
         self.ring = (
-            RingBuffer(BRIDGE_BLOCKS * self.block_size, pipeline.output_channels)
+            # Room for the kept backlog at the largest allowed latency (1 s per direction).
+            RingBuffer(
+                BRIDGE_BLOCKS * self.block_size + 2 * self.sample_rate, pipeline.output_channels
+            )
             if self.bridged
             else None
         )
@@ -448,6 +458,12 @@ class DeviceStream:
         _meter_and_sanitize(self.input_peak, self.nonfinite_input, np.zeros((1, 1), np.float32))
         self._callback = PipelineCallback(pipeline, tap=self.ring.write if self.bridged else tap)
         self._streams = self._open()
+        # The bridge keeps what the output device buffers plus two blocks, so a host that calls
+        # back in bursts (several blocks at once, as the ALSA pulse plugin does with large
+        # buffers) is not mistaken for a backlog; anything older is skipped and counted.
+        self.bridge_keep_frames = 2 * self.block_size + int(
+            round(self.device_latency_s["output"] * self.sample_rate)
+        )
 
     # -- callbacks (real-time) -----------------------------------------------------------------
     def _main_callback(self, indata, outdata, frames, time_info, status) -> None:
@@ -467,8 +483,8 @@ class DeviceStream:
         if status:
             self.status_flags[0] += 1
             self.pipeline.meter.count_status(False, bool(status.output_underflow), False)
-        # Keep at most one block queued beyond this one: the bridge adds <= 1 block of latency.
-        self.ring.skip_to(self.block_size + outdata.shape[0])
+        # Bounded hand-over delay: at most bridge_keep_frames - frames of backlog survive.
+        self.ring.skip_to(self.bridge_keep_frames)
         self.ring.read(outdata)
 
     # -- life cycle ------------------------------------------------------------------------------
