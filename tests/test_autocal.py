@@ -117,3 +117,34 @@ def test_calibrator_recovers_the_simulated_microphone(room):
     office = SimulatedOffice(room, 1, 1, SAMPLE_RATE, seed=6)
     mic = calibrate_microphone(office.calibrator_recording(), SAMPLE_RATE)
     assert mic.spl_offset_db == pytest.approx(office.room.mic_spl_offset_db, abs=0.05)
+
+
+def test_a_neighbour_switching_on_mid_measurement_is_measured_again():
+    office = SimulatedOffice("open-plan", 2, 1, SAMPLE_RATE, seed=8)
+    mic = calibrate_microphone(office.calibrator_recording(), SAMPLE_RATE)
+    render = MaskingRenderer(SAMPLE_RATE, BANDS_HZ, SHAPE_DB, 2, seed=8)
+    calls = {"n": 0}
+
+    def record(zone, position, outputs, seconds):
+        recording = office.record(zone, position, outputs, seconds)
+        calls["n"] += 1
+        if calls["n"] == 4:  # the first zone-playing recording after the probe
+            # The neighbouring zone starts halfway through at its full level: +6 dB broadband.
+            step = np.zeros_like(recording)
+            half = len(recording) // 2
+            noise = np.random.default_rng(9).standard_normal(len(recording) - half)
+            step[half:] = 2.0 * np.std(recording) * noise
+            recording = recording + step
+        return recording
+
+    progress: list[str] = []
+    calibrator = AutoCalibrator(
+        SAMPLE_RATE, BANDS_HZ, SHAPE_DB, render, record, mic.spl_offset_db, positions=1,
+        measure_s=6.0, progress=progress.append,
+    )  # fmt: skip
+    result = calibrator.calibrate_zone(0, _target("Desks"))
+    assert calibrator.retakes == 1
+    assert any("the sound changed by" in p and "measuring again" in p for p in progress)
+    assert result.passed, result.reasons
+    signal = render(0, result.eq_db, 42.0 - result.spl_offset_db, 8.0)
+    assert office.true_laeq_db(0, 0, signal) == pytest.approx(42.0, abs=1.0)
