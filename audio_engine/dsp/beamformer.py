@@ -554,8 +554,9 @@ class MvdrBeamformer(Processor):
         Time from start (or reset) during which every frame trains the covariance, s (0..10).
     bin_presence_threshold : float
         While the target talks, a bin whose own beam-to-reference ratio is below this still
-        trains the noise covariance (0..100; 0 turns it off). The default 1 means "no more
-        target evidence than noise alone gives".
+        trains the noise covariance (0..100; 0 turns it off). The default applies the frame's
+        test (``presence_threshold`` 2) to each bin; over five office scenes of
+        docs/arrays.md it scored -0.04..+0.37 dB SI-SDR against 1.0 (median +0.09).
     calibration_time_constant_s : float or None
         Memory of the capsule self-calibration, s (1..600; None turns it off): in frames
         without the agent, each capsule's in-band noise power against the array's mean
@@ -584,7 +585,7 @@ class MvdrBeamformer(Processor):
         diagonal_loading: float = 0.01,
         presence_threshold: float = 2.0,
         startup_s: float = 0.25,
-        bin_presence_threshold: float = 1.0,
+        bin_presence_threshold: float = 2.0,
         calibration_time_constant_s: float | None = 10.0,
         noise_reference: bool = False,
     ):
