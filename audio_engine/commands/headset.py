@@ -135,11 +135,13 @@ def _status_text(stream, suppressor, pipeline, receive_stream) -> str:
     xruns = int(stream.status_flags[0])
     if receive_stream is not None:
         xruns += int(receive_stream.status_flags[0])
+    # Clamped for display: digital silence gives -inf level and an SNR of -250 dB.
+    level_db = max(-99.0, level_db)
+    snr_db = min(99.0, max(-99.0, float(suppressor.snr_db[0])))
     return (
-        f"in {level_db:6.1f} dBFS peak | VAD {float(suppressor.speech_probability[0]):4.2f} | "
-        f"SNR {float(suppressor.snr_db[0]):5.1f} dB | "
-        f"atten {float(suppressor.applied_attenuation_db[0]):4.1f} dB | "
-        f"p99 {pipeline.meter.recent_percentile_us(99.0):6.0f} µs | xruns {xruns}"
+        f"in {level_db:5.1f} dBFS  VAD {float(suppressor.speech_probability[0]):4.2f}  "
+        f"SNR {snr_db:5.1f} dB  att {float(suppressor.applied_attenuation_db[0]):4.1f} dB  "
+        f"p99 {pipeline.meter.recent_percentile_us(99.0):5.0f} µs  xruns {xruns}"
     )
 
 
