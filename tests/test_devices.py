@@ -324,6 +324,29 @@ def test_non_finite_input_is_zeroed_counted_and_the_callback_allocates_nothing(s
     assert grown < 2048, f"the device callback allocated {grown} bytes in 300 blocks"
 
 
+def test_input_only_stream_taps_into_a_ring_and_output_only_feeds_silence(sd):
+    ring = RingBuffer(4800, 1)
+    recorder = DeviceStream(
+        Pipeline([Gain(48000, 480, 1, gain_db=-20.0)]), "input", "USB", tap=ring.write
+    )
+    (capture,) = sd.opened
+    assert isinstance(capture, sd.InputStream) and recorder.output is None
+    x = white(480, offset=8)
+    capture.callback(x, 480, None, FakeFlags())
+    got = np.empty((480, 1), np.float32)
+    assert ring.read(got) == 480
+    np.testing.assert_allclose(got, 0.1 * x, rtol=1e-5)
+    assert recorder.device_latency_s == {"input": 0.02, "output": 0.0}
+
+    generator = DeviceStream(Pipeline([Gain(48000, 480, 1)]), "output", output_device="HDMI")
+    playback = sd.opened[-1]
+    assert isinstance(playback, sd.OutputStream) and generator.input is None
+    out = np.ones((480, 1), np.float32)
+    playback.callback(out, 480, None, FakeFlags(output_underflow=True))
+    assert not out.any()
+    assert generator.report().output_underflows == 1
+
+
 def test_two_devices_are_bridged_by_the_ring_with_bounded_delay(sd):
     block = 480
     pipeline = Pipeline([Gain(48000, block, 1)], name="headset")
