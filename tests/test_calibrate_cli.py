@@ -74,12 +74,16 @@ def test_simulated_calibration_end_to_end(tmp_path, capsys):
     html = (tmp_path / "report" / "calibration_report.html").read_text()
     assert html.count("data:image/png;base64,") == 6 and "PASS" in html
 
-    # A second run starts from the saved calibration and keeps the first as the backup.
+    # A second run starts from the saved calibration (its first reading is already near the
+    # target, unlike the first run's flat start) and keeps the first file as the backup.
+    first_reading_db = report["zones"][1]["max_deviation_history_db"][0]
     assert _calibrate(tmp_path, "--zone", "Leads") == 0
     assert load_calibration(backup_path(tmp_path / "site.calibration.toml")) == calibration
     again = load_calibration(tmp_path / "site.calibration.toml")
     assert again.zone("Desks") == calibration.zone("Desks")  # untouched zone kept
-    assert again.zone("Leads").iterations <= 1
+    rerun = json.loads((tmp_path / "report" / "calibration_report.json").read_text())
+    assert [z["name"] for z in rerun["zones"]] == ["Leads"]
+    assert rerun["zones"][0]["max_deviation_history_db"][0] <= 1.5 < first_reading_db
 
 
 def test_hard_room_zone_and_corrupt_previous_file(tmp_path, capsys):
