@@ -19,9 +19,13 @@ Three processors, all on the :class:`~audio_engine.dsp.base.Processor` protocol:
     where the target is absent. Target presence is decided per frame by the transient
     beam-to-reference ratio (Cohen, "Multichannel post-filtering in nonstationary noise
     environments", IEEE Trans. SP 52(5), 2004): a target raises the power in the fixed beam
-    much more than in the target-blocking residual; a new interferer raises both. Diagonal
-    loading keeps the white-noise gain bounded (Cox, Zeskind & Owen, IEEE Trans. ASSP 35(10),
-    1987). Latency is one STFT frame.
+    much more than in the target-blocking residual; a new interferer raises both. While the
+    agent talks, the bins that fail the same test still train ``R`` (speech is sparse in
+    time and frequency). Diagonal loading keeps the white-noise gain bounded (Cox, Zeskind &
+    Owen, IEEE Trans. ASSP 35(10), 1987). A self-calibration folds the capsules' sensitivity
+    errors, measured from the noise field, into ``d``: an MVDR's constraint is only as good
+    as its model of the target, and 2 dB of capsule mismatch otherwise cancels much of the
+    agent. Latency is one STFT frame.
 
 Both beamformers are distortionless for the target's direct path at the *reference
 microphone* (the one closest to the mouth): with the latency compensated, the output's target
