@@ -74,7 +74,11 @@ def check_settings(
     ConfigError
         If a value is out of range; the message names the flag, the value and what is allowed.
     """
-    if not isinstance(seconds, int | float) or not MIN_SECONDS <= seconds <= MAX_SECONDS:
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not MIN_SECONDS <= seconds <= MAX_SECONDS
+    ):
         raise ConfigError(f"--seconds={seconds!r} is not in {MIN_SECONDS:g}..{MAX_SECONDS:g}")
     if isinstance(sample_rate, bool) or sample_rate not in SUPPORTED_SAMPLE_RATES:
         raise ConfigError(
