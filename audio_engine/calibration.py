@@ -303,6 +303,8 @@ def parse_calibration(text: str, source: str = "calibration") -> Calibration:
         raise CalibrationError(f"{source}: no [[zones]]; a calibration holds at least one zone")
     for i, z in enumerate(raw_zones):
         where = f"{source}: zones[{i}]"
+        if not isinstance(z, dict):
+            raise CalibrationError(f"{where} is {type(z).__name__}, not a [[zones]] table")
         name = _string(z, "name", where)
         eq = z.get("eq_db")
         if (
@@ -340,8 +342,13 @@ def parse_calibration(text: str, source: str = "calibration") -> Calibration:
     if len(set(names)) != len(names):
         raise CalibrationError(f"{source}: zone names {names} are not unique")
     mics = []
-    for i, m in enumerate(doc.get("mics", [])):
+    raw_mics = doc.get("mics", [])
+    if not isinstance(raw_mics, list):
+        raise CalibrationError(f"{source}: mics is {type(raw_mics).__name__}, not [[mics]] tables")
+    for i, m in enumerate(raw_mics):
         where = f"{source}: mics[{i}]"
+        if not isinstance(m, dict):
+            raise CalibrationError(f"{where} is {type(m).__name__}, not a [[mics]] table")
         mics.append(
             MicCalibrationRecord(
                 name=_string(m, "name", where),

@@ -178,3 +178,16 @@ def test_mic_records_are_replaced_by_name():
     assert len(newer.mics) == 1 and newer.mic("mic A").spl_offset_db == 120.0
     assert newer.mic("mic B") is None
     assert "mic A" in to_toml(newer)
+
+
+def test_entries_that_are_not_tables_are_refused(tmp_path):
+    path = tmp_path / "cal.toml"
+    save_calibration(path, replace(_calibration(), mics=()))
+    text = path.read_text()
+    head = text[: text.index("[[zones]]")]
+    path.write_text(_resign(head + 'zones = ["x"]\n# sha256 = ""\n'))
+    with pytest.raises(CalibrationError, match=r"zones\[0\] is str, not a \[\[zones\]\] table"):
+        load_calibration(path)
+    path.write_text(_resign(text.replace("bands_hz = ", "mics = 3\nbands_hz = ")))
+    with pytest.raises(CalibrationError, match=r"mics is int, not \[\[mics\]\] tables"):
+        load_calibration(path)
