@@ -67,6 +67,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="calibration file (default: <site>.calibration.toml next to the site config, if "
         "present; otherwise the site config's spl_offset_db and eq_db are used)",
     )
+    parser.add_argument(
+        "--adaptive",
+        choices=("level", "spectral"),
+        default="level",
+        help="with [adaptive] enabled: 'level' follows the ambient dBA (default); 'spectral' "
+        "keeps a neighbour's speech at SII <= 0.20 with the least masking, band by band "
+        "(docs/spectral_masking.md)",
+    )
     parser.add_argument("--report", metavar="PATH", help="also write the latency report as JSON")
 
 
@@ -119,7 +127,11 @@ def _status_table(supervisor, pipeline):
     return table
 
 
-def _build(site, with_tap: bool):
+def _build(site, with_tap: bool, adaptive: str = "level"):
+    if adaptive == "spectral":
+        from audio_engine.dsp.spectral_masking import build_spectral_masking
+
+        return build_spectral_masking(site, with_tap=with_tap)
     from audio_engine.dsp.adaptive import MicLevelTap
     from audio_engine.pipeline import Pipeline
     from audio_engine.pipelines import MASKING, build_masking_pipeline
@@ -174,7 +186,8 @@ def _simulate(args, holder) -> int:
                 f"--mics '{args.mics}' is {source.channels} channels at {source.sample_rate} Hz; "
                 f"allowed: {array.mics} channels (array {array.name!r}) at {site.sample_rate} Hz"
             )
-    pipeline, generator, tap, supervisor = _build(site, with_tap=source is not None)
+    adaptive = getattr(args, "adaptive", "level")
+    pipeline, generator, tap, supervisor = _build(site, source is not None, adaptive)
     frames = int(round(args.seconds * site.sample_rate))
     sink = FileSink(args.simulate, site.sample_rate, generator.zones, frames=frames)
     update_s = site.adaptive.update_s
@@ -183,11 +196,14 @@ def _simulate(args, holder) -> int:
     def mic_levels():
         if tap is None:
             return None
-        ambient = tap.levels_dba()
+        ambient = tap.levels_db() if adaptive == "spectral" else tap.levels_dba()
         if ambient is None:
             return None
         # The recording holds only the room; the real microphones also hear the masking.
-        own = supervisor.adaptive.masking_at_mics_db(generator.current_level_dba())
+        if adaptive == "spectral":
+            own = supervisor.masking_at_mics_db()  # (mics, bands)
+        else:
+            own = supervisor.adaptive.masking_at_mics_db(generator.current_level_dba())
         return power_sum_db(np.stack([ambient, own]), axis=0)
 
     def progress(done: int) -> None:
@@ -248,7 +264,9 @@ def _live(args, holder) -> int:
             f"arrays.{site.adaptive.array}: channels {list(array.device_channels)}; live capture "
             f"takes the device's first inputs in order, allowed: {list(range(1, array.mics + 1))}"
         )
-    pipeline, generator, tap, supervisor = _build(site, with_tap=array is not None)
+    pipeline, generator, tap, supervisor = _build(
+        site, array is not None, getattr(args, "adaptive", "level")
+    )
     mode = "duplex" if tap is not None else "output"
     stream = DeviceStream(pipeline, mode, site.input_device, site.output_device)
     reload_requested = [False]
