@@ -412,13 +412,6 @@ def test_mutated_calibration_loads_or_names_the_key(tmp_path, change):
         assert all(math.isfinite(v) and abs(v) <= 20.0 for v in zone.eq_db)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parse_calibration assumes every [[zones]] and [[mics]] entry is a table: "
-    'zones = ["x"] behind a valid checksum raises AttributeError, not CalibrationError '
-    "(audio_engine/calibration.py parse_calibration: check isinstance(z, dict) and that "
-    "mics is a list of tables)",
-)
 @FUZZ
 @given(change=mutations(CALIBRATION_DOC, kinds=("retype-table",)))
 def test_calibration_with_a_mistyped_table_is_refused_by_name(tmp_path, change):
