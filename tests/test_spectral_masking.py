@@ -15,6 +15,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scipy.signal import butter, sosfilt
 
 from audio_engine.dsp import sii as sii_module
@@ -24,6 +26,7 @@ from audio_engine.dsp.octave import third_octave_levels_db
 from audio_engine.dsp.spectral_masking import (
     AUDIBLE_STEP_DB,
     AUDIBLE_STEP_WINDOW_S,
+    DEFAULT_SHAPE_LIMIT_DB,
     BandActivityEstimator,
     MicBandTap,
     PrivacySettings,
@@ -31,9 +34,11 @@ from audio_engine.dsp.spectral_masking import (
     SpectralMaskingGenerator,
     SpectralMaskingSupervisor,
     SpectralPrivacyLaw,
+    SpectralZoneController,
     _sii_tables,
     a_weighting_db,
     build_spectral_masking,
+    listener_band_levels_db,
     sii_kernel,
 )
 from audio_engine.errors import ConfigError
@@ -444,3 +449,60 @@ def test_mask_command_adaptive_spectral_renders_and_reports(tmp_path, capsys):
     assert "MicBandTap" in printed and "SpectralMaskingGenerator" in printed
     telemetry = json.loads((tmp_path / "report.json").read_text())["pipelines"]["masking"]
     assert len(telemetry["telemetry"]["estimated SII"]) == 4
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(25.0, 60.0),  # ambient dBA
+            st.floats(0.0, 1.0),  # share of babble in it
+            st.floats(0.0, 12.0),  # talker above normal effort, dB
+            st.floats(0.0, 1.0),  # chance the talker speaks in a reading
+            st.integers(2, 40),  # readings of 5 s
+            st.booleans(),  # a dead microphone (NaN / Inf readings) in this segment
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.integers(0, 2**16),
+)
+def test_any_office_sequence_keeps_bounds_and_never_steps(segments, seed):
+    """Whatever the room does (including dead microphones), the zone's masking stays inside its
+    shape bound, range and ceiling, and no band moves by an audible step in any 10 s."""
+    g = np.random.default_rng(seed)
+    zone = SITE.zones[0]
+    controller = SpectralZoneController(
+        SpectralPrivacyLaw(NOMINAL, TARGET, zone.min_dba, zone.max_dba, zone.ceiling_dba),
+        update_s=5.0,
+        start_dba=zone.level_dba,
+    )
+    law_ = controller.law
+    bands = [listener_band_levels_db(law_, controller.generator_level_dba(), controller.shape_db)]
+    for ambient_dba, babble_share, effort_db, talk, readings, dead in segments:
+        room = power_sum_db(
+            np.stack(
+                [
+                    hvac_band_db(ambient_dba) + 10 * np.log10(max(1.0 - babble_share, 1e-3)),
+                    babble_band_db(ambient_dba) + 10 * np.log10(max(babble_share, 1e-3)),
+                ]
+            )
+        )
+        talker = babble_band_db(60.0 + effort_db) - 6.0
+        for _ in range(readings):
+            own = bands[-1] + np.array(zone.mic_coupling_db)[:1, None]
+            parts = [room, own[0]] + ([talker] if g.random() < talk else [])
+            measured = power_sum_db(np.stack(parts))[None, :] + g.normal(0, 0.3, (1, len(NOMINAL)))
+            if dead and g.random() < 0.5:
+                measured[0, g.integers(len(NOMINAL))] = g.choice([np.nan, np.inf, -np.inf])
+            controller.update(measured, own, 5.0)
+            level = controller.generator_level_dba()
+            band = listener_band_levels_db(law_, level, controller.shape_db)
+            assert np.all(np.isfinite(band))
+            assert np.all(np.abs(controller.shape_db) <= DEFAULT_SHAPE_LIMIT_DB + 1e-9)
+            assert level <= zone.ceiling_dba
+            assert a_level(band) <= zone.max_dba + 1e-6
+            assert np.max(np.abs(band - bands[-1])) < AUDIBLE_STEP_DB
+            if len(bands) >= 2:
+                assert np.max(np.abs(band - bands[-2])) < AUDIBLE_STEP_DB  # 10 s apart
+            bands.append(band)
