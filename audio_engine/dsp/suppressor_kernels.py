@@ -391,23 +391,25 @@ def _frame(
     out_energy = 0.0
     presence_sum = 0.0
     for k in range(n_bins):
-        a = max(k - local_half, 0)
-        b = min(k + local_half + 1, n_bins)
-        p_local = _presence_map((csum[b] - csum[a]) / (b - a))
-        a = max(k - global_half, 0)
-        b = min(k + global_half + 1, n_bins)
-        p_global = _presence_map((csum[b] - csum[a]) / (b - a))
-        q = min(1.0 - p_local * p_global * p_frame, Q_MAX)
-        xi = yt[k]
-        odds = q / (1.0 - q) * (1.0 + xi) * np.exp(-min(work[k], 80.0))
-        p = 1.0 / (1.0 + odds)
         if p_frame <= 0.0:
             # Cohen's frame term says no speech in the whole 300-3400 Hz band: every bin is
             # noise, the gain is the floor (this is what makes the floor the attenuation).
             p = 0.0
-        g = np.exp(p * np.log(max(gain[k], 1e-10)) + (1.0 - p) * log_floor)
-        if g < floor_gain:
             g = floor_gain
+        else:
+            a = max(k - local_half, 0)
+            b = min(k + local_half + 1, n_bins)
+            p_local = _presence_map((csum[b] - csum[a]) / (b - a))
+            a = max(k - global_half, 0)
+            b = min(k + global_half + 1, n_bins)
+            p_global = _presence_map((csum[b] - csum[a]) / (b - a))
+            q = min(1.0 - p_local * p_global * p_frame, Q_MAX)
+            xi = yt[k]
+            odds = q / (1.0 - q) * (1.0 + xi) * np.exp(-min(work[k], 80.0))
+            p = 1.0 / (1.0 + odds)
+            g = np.exp(p * np.log(max(gain[k], 1e-10)) + (1.0 - p) * log_floor)
+            if g < floor_gain:
+                g = floor_gain
         if hold > 0.0 and power[k] > 4.0 * ref_power[k]:
             # Bins the click raised above the pre-click spectrum go to the floor.
             g = floor_gain
