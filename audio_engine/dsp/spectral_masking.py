@@ -365,7 +365,7 @@ class PrivacySettings:
         }
         for name, (lo, hi) in checks.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if isinstance(value, bool) or not isinstance(value, int | float | np.number):
                 raise ConfigError(f"{name}={value!r} is not a number in {lo:g}..{hi:g}")
             if not (math.isfinite(value) and lo <= value <= hi):
                 raise ConfigError(f"{name}={value!r} is not in {lo:g}..{hi:g}")
@@ -1083,7 +1083,9 @@ class SpectralMaskingSupervisor:
     Notes
     -----
     Control thread only (about a millisecond per zone per solve). :meth:`status` rows carry the
-    keys the mask command's status table reads (``adaptive``: ambient, goal, state).
+    keys the mask command's status table reads (``adaptive``: ambient, goal, state); the state
+    reads e.g. "SII 0.18 (normal), target 0.20; shape -1.0/-2.5/+2.0 dB" (mean shape below
+    500 Hz / 500 Hz-2 kHz / above 2 kHz).
     """
 
     def __init__(self, site, generator, band_tap=None, settings: PrivacySettings | None = None):
@@ -1108,6 +1110,9 @@ class SpectralMaskingSupervisor:
         self.mic_band_levels_db: np.ndarray | None = None
 
     def _build(self, site) -> None:
+        nominal = np.asarray(site.target_nominal_hz)
+        # Status line summary of a shape: below 500 Hz, 500 Hz-2 kHz, above 2 kHz.
+        self._shape_groups = (nominal < 500, (nominal >= 500) & (nominal <= 2000), nominal > 2000)
         self.coupling_db = np.array([z.mic_coupling_db for z in site.zones], dtype=np.float64)
         self.zone_mics = [list(z.microphones) for z in site.zones]
         g = self.generator
@@ -1199,7 +1204,14 @@ class SpectralMaskingSupervisor:
             state = "waiting for mics"
             if np.isfinite(value):
                 cls = sii_module.privacy_class(float(np.clip(value, 0.0, 1.0)))
-                state = f"SII {value:.2f} ({cls}), target {self.settings.sii_target:.2f}"
+                low, mid, high = (
+                    float(np.mean(c.shape_db[group])) if group.any() else 0.0
+                    for group in self._shape_groups
+                )
+                state = (
+                    f"SII {value:.2f} ({cls}), target {self.settings.sii_target:.2f}; "
+                    f"shape {low:+.1f}/{mid:+.1f}/{high:+.1f} dB"
+                )
             row["adaptive"] = {
                 "ambient_dba": None
                 if ambient is None
