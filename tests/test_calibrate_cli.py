@@ -157,3 +157,69 @@ def test_report_says_fail_plainly_with_the_reasons(tmp_path):
     assert "Corridor — <span class='FAIL'>FAIL</span>" in html
     assert "100 Hz" in html and "n/m" in html
     assert json.loads(json_path.read_text())["passed"] is False
+
+
+class _FakeSoundDevice:
+    """A sound card whose output channel 2 reaches the microphone on input channel 1 through
+    a simple 'room' (a gain and a little noise), and a calibrator that plays 94 dB."""
+
+    def __init__(self, mic_offset_db: float = 120.0, zone_offset_db: float = 80.0):
+        self.mic_gain = 10 ** (-mic_offset_db / 20)
+        self.zone_gain = 10 ** (zone_offset_db / 20)
+        self.rng = np.random.default_rng(3)
+        self.played_channels: set[int] = set()
+
+    def _noise(self, frames: int) -> np.ndarray:
+        return 10 ** (25 / 20) * self.rng.standard_normal(frames)  # 25 dB SPL of hiss
+
+    def playrec(self, play, samplerate, input_mapping, device, dtype, blocking):
+        assert input_mapping == [1] and device == (5, 7) and blocking
+        self.played_channels |= {c for c in range(play.shape[1]) if np.any(play[:, c])}
+        pressure = self.zone_gain * play[:, 1].astype(np.float64) + self._noise(len(play))
+        return (self.mic_gain * pressure).astype(np.float32)[:, None]
+
+    def rec(self, frames, samplerate, mapping, device, dtype, blocking):
+        t = np.arange(frames) / samplerate
+        tone = np.sqrt(2) * 10 ** (94 / 20) * np.sin(2 * np.pi * 1000 * t)
+        return (self.mic_gain * (tone + self._noise(frames))).astype(np.float32)[:, None]
+
+
+def test_sound_card_path_with_a_fake_device(tmp_path, monkeypatch, capsys):
+    """The hardware path (no --simulate): devices resolved, zone 2 played on output channel 2,
+    the mic recorded on input channel 1, prompts printed without waiting (no TTY)."""
+    from audio_engine.io import device
+    from audio_engine.io.device import Endpoint
+
+    fake = _FakeSoundDevice()
+    monkeypatch.setattr(device, "import_sounddevice", lambda: fake)
+    monkeypatch.setattr(
+        device,
+        "resolve_device",
+        lambda spec, kind: Endpoint(kind, 5 if kind == "input" else 7, f"fake {kind}", "ALSA", 8),
+    )
+    monkeypatch.setattr(device, "check_settings", lambda endpoint, rate, channels: None)
+    code = main(["calibrate", "--config", str(_site(tmp_path)), "--zone", "Leads",
+                 "--positions", "1", "--measure-s", "3", "--report", str(tmp_path / "r")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert fake.played_channels == {1}  # zone 'Leads' is output_channel 2
+    assert "put the 94 dB / 1 kHz calibrator on microphone" in out
+    assert "devices: input 5 'fake input' (ALSA), output 7 'fake output' (ALSA)" in out
+    calibration = load_calibration(tmp_path / "site.calibration.toml")
+    assert "input 5 'fake input' (ALSA)" in calibration.method
+    assert calibration.mic("measurement mic").spl_offset_db == pytest.approx(120.0, abs=0.05)
+    # A flat 'room' with an 80 dB gain: the offset is 80 dB plus the masking spectrum's own
+    # A-weighting (its LAeq minus its unweighted level), and no EQ is needed.
+    from audio_engine.autocal import MaskingRenderer
+    from audio_engine.dsp.levels import leq_db
+    from audio_engine.site import load_site_config
+
+    site = load_site_config(tmp_path / "site.toml")
+    noise = MaskingRenderer(24000, site.target_nominal_hz, site.target_level_db, 1)(
+        0, np.zeros(len(site.target_nominal_hz)), -20.0, 10.0
+    )
+    a_minus_flat_db = leq_db(noise, 24000, "A") - leq_db(noise, 24000, "Z")
+    leads = calibration.zone("Leads")
+    assert leads.passed
+    assert leads.spl_offset_db == pytest.approx(80.0 + a_minus_flat_db, abs=0.3)
+    assert max(abs(v) for v in leads.eq_db) < 1.0

@@ -99,7 +99,12 @@ class DeviceRig:
 
     def __init__(self, site, input_device, output_device, input_channel: int):
         from audio_engine.errors import ConfigError
+        from audio_engine.io import device
         from audio_engine.io.device import check_settings, import_sounddevice, resolve_device
+
+        # A PulseAudio source/sink chosen by name is reached through ALSA's 'pulse' device,
+        # pointed at it while a stream opens (the device module's routing).
+        self._routing = device._pulse_routing
 
         self.sd = import_sounddevice()
         self.sample_rate = site.sample_rate
@@ -123,27 +128,29 @@ class DeviceRig:
         play = np.zeros((frames, self.output_channels), np.float32)
         for z, signal in (outputs or {}).items():
             play[:, self.channel_of[z] - 1] = signal
-        recording = self.sd.playrec(
-            play,
-            samplerate=self.sample_rate,
-            input_mapping=[self.input_channel],
-            device=(self.input.index, self.output.index),
-            dtype="float32",
-            blocking=True,
-        )
+        with self._routing(self.input, self.output):
+            recording = self.sd.playrec(
+                play,
+                samplerate=self.sample_rate,
+                input_mapping=[self.input_channel],
+                device=(self.input.index, self.output.index),
+                dtype="float32",
+                blocking=True,
+            )
         return np.asarray(recording[:, 0], np.float32)
 
     def calibrator_recording(self, seconds: float = 3.0):
         import numpy as np
 
-        recording = self.sd.rec(
-            int(seconds * self.sample_rate),
-            samplerate=self.sample_rate,
-            mapping=[self.input_channel],
-            device=self.input.index,
-            dtype="float32",
-            blocking=True,
-        )
+        with self._routing(self.input):
+            recording = self.sd.rec(
+                int(seconds * self.sample_rate),
+                samplerate=self.sample_rate,
+                mapping=[self.input_channel],
+                device=self.input.index,
+                dtype="float32",
+                blocking=True,
+            )
         return np.asarray(recording[:, 0], np.float32)
 
 
@@ -237,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
         method = (
             f"audio-engine calibrate (input {rig.input.describe()}, output {rig.output.describe()})"
         )
+        say(f"devices: input {rig.input.describe()}, output {rig.output.describe()}")
 
     prompt(
         f"put the {CALIBRATOR_DB_SPL:g} dB / 1 kHz calibrator on microphone '{args.mic}' and "
