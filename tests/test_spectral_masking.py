@@ -506,3 +506,35 @@ def test_any_office_sequence_keeps_bounds_and_never_steps(segments, seed):
             if len(bands) >= 2:
                 assert np.max(np.abs(band - bands[-2])) < AUDIBLE_STEP_DB  # 10 s apart
             bands.append(band)
+
+
+def test_reload_keeps_levels_shapes_and_estimates():
+    from dataclasses import replace
+
+    _, generator, _, supervisor = build_spectral_masking(SITE, with_tap=False)
+    when = dt.datetime(2026, 12, 14, 10, 0)
+    levels = np.full((2, len(NOMINAL)), 30.0)
+    for second in range(30):
+        supervisor.tick(when + dt.timedelta(seconds=second), 1.0, levels)
+    before = [(c.offset_db, c.shape_db.copy(), c.estimator) for c in supervisor.controllers]
+    zones = tuple(replace(z, ceiling_dba=47.0) for z in SITE.zones)
+    supervisor.apply_site(replace(SITE, zones=zones))
+    assert np.all(generator.ceiling_dba == 47.0)
+    for (offset, shape, estimator), c in zip(before, supervisor.controllers, strict=True):
+        assert c.offset_db == offset and np.array_equal(c.shape_db, shape)
+        assert c.estimator is estimator and c.law.ceiling_dba == 47.0
+
+
+def test_band_tap_process_allocates_nothing_after_warmup():
+    tap = MicBandTap(48000, 480, 2, [100.0, 100.0], NOMINAL)
+    block = signals.white(480, 2).astype(np.float32)
+    out = np.zeros((480, 1), np.float32)
+    for _ in range(5):
+        tap.process(block, out)
+    tracemalloc.start()
+    for _ in range(200):
+        tap.process(block, out)
+    current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 4096
+    assert current < 1024

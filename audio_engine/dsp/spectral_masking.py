@@ -1136,11 +1136,24 @@ class SpectralMaskingSupervisor:
         return np.bincount(nearest, weights=magnitude**2, minlength=g.target_nominal_hz.shape[0])
 
     def apply_site(self, site) -> None:
-        """A reloaded site: as :meth:`MaskingSupervisor.apply_site`; the law restarts."""
+        """A reloaded site (same zones): as :meth:`MaskingSupervisor.apply_site`; the law takes
+        the new ranges, ceilings and calibration and continues from the levels, shapes and
+        room estimates it had."""
+        previous = self.controllers
         self.base.apply_site(site)
         self.base.adaptive = None
         self.site = site
         self._build(site)
+        # Carry what the zones play and what the room was heard to be into the new law, so a
+        # reload moves nothing at once (the new bounds then apply at the usual slow rates).
+        for old, new in zip(previous, self.controllers, strict=True):
+            if old.shape_db.shape == new.shape_db.shape:
+                new.limiter.offset_db = old.limiter.offset_db
+                new.limiter.goal_offset_db = old.limiter.goal_offset_db
+                new.limiter.shape_db[:] = old.limiter.shape_db
+                new.limiter.goal_shape_db[:] = old.limiter.goal_shape_db
+                new.estimator = old.estimator
+                new.estimator.settings = new.settings
 
     def masking_at_mics_db(self) -> np.ndarray:
         """Every zone's masking band levels now at each microphone, power-summed (mics, bands)."""
