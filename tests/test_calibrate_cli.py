@@ -77,7 +77,11 @@ def test_simulated_calibration_end_to_end(tmp_path, capsys):
     # A second run starts from the saved calibration (its first reading is already near the
     # target, unlike the first run's flat start) and keeps the first file as the backup.
     first_reading_db = report["zones"][1]["max_deviation_history_db"][0]
-    assert _calibrate(tmp_path, "--zone", "Leads") == 0
+    capsys.readouterr()
+    assert _calibrate(tmp_path, "--zone", "Leads", "--reuse-mic") == 0
+    assert (
+        "microphone 'measurement mic': stored sensitivity -30.0 dBFS/Pa" in capsys.readouterr().out
+    )
     assert load_calibration(backup_path(tmp_path / "site.calibration.toml")) == calibration
     again = load_calibration(tmp_path / "site.calibration.toml")
     assert again.zone("Desks") == calibration.zone("Desks")  # untouched zone kept
@@ -105,6 +109,8 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     )
     assert _calibrate(tmp_path, "--room", "cave") == 2
     assert "--room='cave' is not one of" in capsys.readouterr().err
+    assert _calibrate(tmp_path, "--reuse-mic") == 2
+    assert "--reuse-mic: microphone 'measurement mic' is not in" in capsys.readouterr().err
 
 
 def test_measure_a_calibrator_then_a_recording(tmp_path, capsys):

@@ -85,6 +85,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="calibration file (default: <site>.calibration.toml next to the site config)",
     )
     parser.add_argument("--by", metavar="WHO", help="who measures (default: the login name)")
+    parser.add_argument(
+        "--reuse-mic",
+        action="store_true",
+        help="use the --mic sensitivity stored in the calibration file instead of a calibrator",
+    )
     parser.add_argument("--yes", action="store_true", help="do not wait at prompts")
     parser.add_argument("--input-device", help="microphone input device (default: the site's)")
     parser.add_argument("--output-device", help="zone output device (default: the site's)")
@@ -246,18 +251,35 @@ def run(args: argparse.Namespace) -> int:
         )
         say(f"devices: input {rig.input.describe()}, output {rig.output.describe()}")
 
-    prompt(
-        f"put the {CALIBRATOR_DB_SPL:g} dB / 1 kHz calibrator on microphone '{args.mic}' and "
-        "switch it on"
-    )
-    mic = calibrate_microphone(calibrator_recording(3.0), site.sample_rate)
-    say(
-        f"microphone '{args.mic}': {mic.sensitivity_dbfs_per_pa:.1f} dBFS/Pa "
-        f"(SPL offset {mic.spl_offset_db:.2f} dB); remove the calibrator"
-    )
-    mic_record = MicCalibrationRecord(
-        args.mic, mic.spl_offset_db, mic.sensitivity_dbfs_per_pa, CALIBRATOR_DB_SPL, now_iso()
-    )
+    if args.reuse_mic:
+        stored = previous.mic(args.mic) if previous else None
+        if stored is None:
+            raise CalibrationError(
+                f"--reuse-mic: microphone {args.mic!r} is not in {out_path}; calibrate it with "
+                "the calibrator (drop --reuse-mic)"
+            )
+        mic_record = stored
+        say(
+            f"microphone '{args.mic}': stored sensitivity {stored.sensitivity_dbfs_per_pa:.1f} "
+            f"dBFS/Pa from {stored.calibrated or 'an earlier run'}"
+        )
+    else:
+        prompt(
+            f"put the {CALIBRATOR_DB_SPL:g} dB / 1 kHz calibrator on microphone '{args.mic}' "
+            "and switch it on"
+        )
+        reading = calibrate_microphone(calibrator_recording(3.0), site.sample_rate)
+        say(
+            f"microphone '{args.mic}': {reading.sensitivity_dbfs_per_pa:.1f} dBFS/Pa "
+            f"(SPL offset {reading.spl_offset_db:.2f} dB); remove the calibrator"
+        )
+        mic_record = MicCalibrationRecord(
+            args.mic,
+            reading.spl_offset_db,
+            reading.sensitivity_dbfs_per_pa,
+            CALIBRATOR_DB_SPL,
+            now_iso(),
+        )
 
     render = MaskingRenderer(
         site.sample_rate, site.target_nominal_hz, site.target_level_db, len(site.zones), site.seed
@@ -268,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
         site.target_level_db,
         render,
         record,
-        mic.spl_offset_db,
+        mic_record.spl_offset_db,
         positions=args.positions,
         measure_s=args.measure_s,
         talker_distance_m=args.talker_distance_m,
@@ -335,8 +357,9 @@ def run(args: argparse.Namespace) -> int:
         "method": method,
         "microphone": {
             "name": args.mic,
-            "spl_offset_db": round(mic.spl_offset_db, 2),
-            "sensitivity_dbfs_per_pa": round(mic.sensitivity_dbfs_per_pa, 2),
+            "spl_offset_db": round(mic_record.spl_offset_db, 2),
+            "sensitivity_dbfs_per_pa": round(mic_record.sensitivity_dbfs_per_pa, 2),
+            "calibrated": mic_record.calibrated,
         },
         "calibration_file": str(written) if written else "not written (no zone calibrated)",
         "talker": {"vocal_effort": "normal", "distance_m": args.talker_distance_m},
