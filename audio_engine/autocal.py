@@ -237,13 +237,12 @@ def position_average_db(zone_db: Sequence[np.ndarray]) -> np.ndarray:
 def power_mean_db(levels_db: Sequence[float] | np.ndarray, axis: int = 0) -> np.ndarray:
     """Power (energy) mean of levels in dB, ignoring NaN; NaN if all are NaN."""
     levels = np.asarray(levels_db, dtype=np.float64)
-    power = np.where(np.isfinite(levels), 10.0 ** (levels / 10.0), np.nan)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(power, axis=axis)
+    finite = np.isfinite(levels)
+    power = np.where(finite, 10.0 ** (np.where(finite, levels, 0.0) / 10.0), 0.0)
+    count = np.sum(finite, axis=axis)
+    total = np.sum(power, axis=axis)
+    # All-NaN slices stay NaN (nothing measured there), without a numpy warning.
+    mean = np.divide(total, count, out=np.full(np.shape(total), np.nan), where=count > 0)
     return 10.0 * np.log10(mean)
 
 
