@@ -11,6 +11,7 @@ and nothing else. Garbage is drawn by hypothesis (``AUDIO_ENGINE_FUZZ_EXAMPLES``
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -250,3 +251,28 @@ def test_damaged_wav_through_the_file_source_reads_or_is_refused(tmp_path, cut, 
             assert block.dtype == np.float32
     finally:
         stream.close()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--attenuation-db", "nan", r"attenuation_db=nan is not a number in 0\.\.60 dB"),
+        ("--attenuation-db", "inf", r"attenuation_db=inf is not a number in 0\.\.60 dB"),
+        ("--attenuation-db", "-5", r"attenuation_db=-5\.0 is not a number in 0\.\.60 dB"),
+        ("--block-size", "-3", r"block_size=-3 is not an integer in 1\.\.65536"),
+        ("--block-size", "100000", r"block_size=100000 is not an integer in 1\.\.65536"),
+    ],
+)
+def test_bad_options_are_one_line_exit_2_and_old_output_kept(
+    tmp_path, capfd, option, value, message
+):
+    source = tmp_path / "call.wav"
+    source.write_bytes(good_wav())
+    out = tmp_path / "clean.wav"
+    out.write_bytes(OLD_OUTPUT)
+    status = main(["denoise", str(source), str(out), "--quiet", option, value])
+    err = capfd.readouterr().err
+    assert status == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and re.search(message, lines[0]), err
+    assert out.read_bytes() == OLD_OUTPUT
