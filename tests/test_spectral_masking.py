@@ -121,6 +121,7 @@ def test_law_meets_the_target_with_the_least_level_inside_every_bound(condition)
     )
     assert sii == pytest.approx(reference, abs=1e-9)
     assert np.all(np.abs(shape) <= 3.0 + 1e-12)
+    assert np.all(np.abs(np.diff(masking)) <= np.maximum(2.0, np.abs(np.diff(TARGET))) + 1e-9)
     assert level == pytest.approx(a_level(masking), abs=1e-9)
     assert 30.0 - 1e-9 <= level <= 55.0 + 1e-9
     assert zone.generator_level_dba(offset, shape) <= 55.0 + 1e-9
@@ -139,8 +140,9 @@ def test_shaping_never_costs_more_than_level_only_and_saves_in_quiet(condition):
     flat = law(shape_limit_db=0.0).solve(ambient, _talker(effort))[2]
     assert shaped <= flat + 1e-6
     if condition == "quiet office, normal talker":
-        # The least-level shape moves energy to the bands of high SII importance: >= 1 dBA.
-        assert flat - shaped >= 1.0
+        # The least-level shape moves energy to the bands of high SII importance: >= 0.5 dBA
+        # even with the contour kept smooth.
+        assert flat - shaped >= 0.5
 
 
 def test_busy_office_ambient_lets_the_masking_drop():
@@ -500,6 +502,9 @@ def test_any_office_sequence_keeps_bounds_and_never_steps(segments, seed):
             band = listener_band_levels_db(law_, level, controller.shape_db)
             assert np.all(np.isfinite(band))
             assert np.all(np.abs(controller.shape_db) <= DEFAULT_SHAPE_LIMIT_DB + 1e-9)
+            # A smooth contour, also while the rate limiter moves between two solutions.
+            steps = np.abs(np.diff(band))
+            assert np.all(steps <= np.maximum(2.0, np.abs(np.diff(TARGET))) + 1e-9)
             assert level <= zone.ceiling_dba
             assert a_level(band) <= zone.max_dba + 1e-6
             assert np.max(np.abs(band - bands[-1])) < AUDIBLE_STEP_DB
