@@ -229,3 +229,24 @@ def test_sound_card_path_with_a_fake_device(tmp_path, monkeypatch, capsys):
     assert leads.passed
     assert leads.spl_offset_db == pytest.approx(80.0 + a_minus_flat_db, abs=0.3)
     assert max(abs(v) for v in leads.eq_db) < 1.0
+
+
+def test_measure_from_a_fake_microphone(tmp_path, monkeypatch, capsys):
+    from audio_engine.io import device
+    from audio_engine.io.device import Endpoint
+
+    fake = _FakeSoundDevice(mic_offset_db=120.0)
+    monkeypatch.setattr(device, "import_sounddevice", lambda: fake)
+    monkeypatch.setattr(
+        device, "resolve_device", lambda spec, kind: Endpoint(kind, 5, "fake mic", "ALSA", 2)
+    )
+    monkeypatch.setattr(device, "check_settings", lambda endpoint, rate, channels: None)
+    # The fake calibrator plays 94 dB SPL: a mic offset of 120 dB must read 94 dB in 1 kHz.
+    assert main(["measure", "--seconds", "2", "--offset-db", "120", "--low-hz", "1000",
+                 "--high-hz", "1000", "--json", str(tmp_path / "m.json")]) == 0  # fmt: skip
+    reading = json.loads((tmp_path / "m.json").read_text())
+    assert reading["source"] == "device 5 'fake mic' (ALSA)"
+    assert reading["band_levels"][0] == pytest.approx(94.0, abs=0.05)
+    assert reading["LAeq"] == pytest.approx(94.0, abs=0.1)
+    assert main(["measure", "--seconds", "2", "--channel", "3"]) == 2
+    assert "--channel=3 is not in 1..2 of 5 'fake mic' (ALSA)" in capsys.readouterr().err

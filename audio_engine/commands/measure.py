@@ -59,6 +59,7 @@ def _record(args):
     import numpy as np
 
     from audio_engine.errors import ConfigError
+    from audio_engine.io import device
     from audio_engine.io.device import check_settings, import_sounddevice, resolve_device
 
     if not 1.0 <= args.seconds <= 3600.0:
@@ -71,14 +72,16 @@ def _record(args):
         )
     check_settings(endpoint, args.sample_rate, args.channel)
     print(f"recording {args.seconds:g} s from {endpoint.describe()} channel {args.channel} ...")
-    data = sd.rec(
-        int(args.seconds * args.sample_rate),
-        samplerate=args.sample_rate,
-        mapping=[args.channel],
-        device=endpoint.index,
-        dtype="float32",
-        blocking=True,
-    )
+    # A PulseAudio source chosen by name is reached through ALSA's 'pulse' device.
+    with device._pulse_routing(endpoint):
+        data = sd.rec(
+            int(args.seconds * args.sample_rate),
+            samplerate=args.sample_rate,
+            mapping=[args.channel],
+            device=endpoint.index,
+            dtype="float32",
+            blocking=True,
+        )
     return np.asarray(data[:, 0]), args.sample_rate, f"device {endpoint.describe()}"
 
 
