@@ -3,7 +3,8 @@
 Hypothesis state machines play facility staff, a calibration run, a softphone and a faulty
 capture path against the real output stages at once, and check after every block:
 
-* **masking** (:class:`~audio_engine.dsp.masking.MaskingGenerator`, whose last step is its
+* **masking** (:class:`~audio_engine.dsp.masking.MaskingGenerator` and the spectral
+  :class:`~audio_engine.dsp.spectral_masking.SpectralMaskingGenerator`, whose last step is their
   :class:`~audio_engine.dsp.safety.OutputCeiling`): per zone, the output's *Fast* mean square
   (what a sound level meter at the calibrated listener position reads, tracked here
   independently of the engine, across every command, reset and restart) never rises while it
@@ -34,6 +35,7 @@ from scipy.signal import lfilter
 from audio_engine.dsp.hearing import HearingProtector
 from audio_engine.dsp.masking import MAX_CEILING_DBA, MaskingGenerator
 from audio_engine.dsp.safety import DEFAULT_CREST_FACTOR_DB, FAST_TIME_CONSTANT_S
+from audio_engine.dsp.spectral_masking import SpectralMaskingGenerator
 from audio_engine.pipelines import build_headset_pipeline
 from tests.signals import speech, white
 
@@ -53,15 +55,15 @@ MACHINE_SETTINGS = settings(
 #: Relative slack on the bounds: float32 output samples against float64 limits.
 TOLERANCE = 1e-5
 
-_generator: MaskingGenerator | None = None
+_generators: dict[type, MaskingGenerator] = {}
 
 
-def shared_generator() -> MaskingGenerator:
-    """One generator for every run (building designs the spectra and warms the kernels); each
-    run puts it back to the same settings with commands, as a restarted service would."""
-    global _generator
-    if _generator is None:
-        _generator = MaskingGenerator(
+def shared_generator(kind: type = MaskingGenerator, **options) -> MaskingGenerator:
+    """One generator of each kind for every run (building designs the spectra and warms the
+    kernels); each run puts it back to the same settings with commands, as a restarted service
+    would."""
+    if kind not in _generators:
+        _generators[kind] = kind(
             SAMPLE_RATE,
             BLOCK_SIZE,
             ZONES,
@@ -73,8 +75,9 @@ def shared_generator() -> MaskingGenerator:
             ramp_s=1.0,
             fade_in_s=0.5,
             fade_out_s=0.5,
+            **options,
         )
-    return _generator
+    return _generators[kind]
 
 
 zones = st.integers(0, ZONES - 1)
@@ -88,9 +91,12 @@ frames = st.integers(1, BLOCK_SIZE)
 class MaskingSafety(RuleBasedStateMachine):
     """Facility staff, calibration and restarts against the masking output's ceiling."""
 
+    def generator(self) -> MaskingGenerator:
+        return shared_generator()
+
     @initialize()
     def build(self):
-        g = shared_generator()
+        g = self.generator()
         for z in range(ZONES):
             g.set_zone_ceiling_dba(z, 48.0)
             g.set_zone_calibration(z, spl_offset_db=85.0, eq_db=[0.0] * len(BANDS_HZ))
@@ -173,6 +179,29 @@ class MaskingSafety(RuleBasedStateMachine):
 
 TestMaskingSafety = MaskingSafety.TestCase
 TestMaskingSafety.settings = MACHINE_SETTINGS
+
+
+class SpectralMaskingSafety(MaskingSafety):
+    """The same, on the spectral (privacy-law) generator, whose per-band shape staff and the
+    adaptive law move while it plays: the shape must not get the level past the ceiling."""
+
+    def generator(self) -> MaskingGenerator:
+        # the fastest slew a site may set, so shapes really move within a run
+        g = shared_generator(SpectralMaskingGenerator, shape_slew_db_per_s=1.0)
+        for z in range(ZONES):
+            g.set_zone_shape_db(z, [0.0] * len(BANDS_HZ))
+        return g
+
+    @rule(
+        zone=zones,
+        shape=st.lists(st.floats(-6.0, 6.0), min_size=len(BANDS_HZ), max_size=len(BANDS_HZ)),
+    )
+    def set_shape(self, zone, shape):
+        self.g.set_zone_shape_db(zone, shape)
+
+
+TestSpectralMaskingSafety = SpectralMaskingSafety.TestCase
+TestSpectralMaskingSafety.settings = MACHINE_SETTINGS
 
 
 _headset = {}
