@@ -27,6 +27,7 @@ from audio_engine.dsp.beamformer import ArrayInput, DelayAndSumBeamformer, MvdrB
 from audio_engine.dsp.hearing import HearingProtector
 from audio_engine.dsp.masking import MaskingGenerator
 from audio_engine.dsp.safety import OutputCeiling
+from audio_engine.dsp.spectral_masking import SpectralMaskingGenerator
 from audio_engine.dsp.suppressor import NoiseSuppressor
 from audio_engine.dsp.weighting import WeightingFilter
 from audio_engine.engine import run_array
@@ -98,6 +99,18 @@ BUILDERS = {
         level_dba=[42.0, 45.0, 47.5],
         ceiling_dba=48.0,
         spl_offset_db=[90.0, 80.0, 70.0],
+        fade_in_s=0.0,
+        fade_out_s=0.5,
+    ),
+    "spectral-masking": lambda: SpectralMaskingGenerator(
+        SAMPLE_RATE,
+        BLOCK_SIZE,
+        2,
+        [500, 630, 800, 1000],
+        [0.0, -1.7, -3.3, -5.0],
+        level_dba=[44.0, 47.5],
+        ceiling_dba=48.0,
+        spl_offset_db=80.0,
         fade_in_s=0.0,
         fade_out_s=0.5,
     ),
