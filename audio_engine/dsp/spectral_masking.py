@@ -41,7 +41,7 @@ attenuation, plus a ``speech_margin_db`` safety margin. ``L_rms`` is the level t
 and its ceiling see (the RMS-equivalent level of the calibration).
 
 The SII is monotonic in ``m`` for a fixed shape, so the least ``m`` meeting the target is found
-by bisection; the shape is optimised by descent in ``shape_step_db`` steps (one band, or a tilt
+by bracketed root finding (Illinois regula falsi); the shape is optimised by descent in ``shape_step_db`` steps (one band, or a tilt
 of every band above one), warm-started from the previous solution; a move is kept only if it
 keeps the contour smooth and lowers ``L_A`` at the target.
 If the target cannot be met inside the bounds the law plays ``max_dba`` (best achievable privacy)
@@ -60,7 +60,8 @@ generator's 0.5 dB level step ramped over ``ramp_s`` (2 s).
 
 Sources: ANSI S3.5-1997 (SII, :mod:`audio_engine.dsp.sii`); ASTM E1130 (privacy classes, SII in
 place of the AI); ASTM E1374 and the target curve's notes (``calibration/masking_target_default.csv``)
-for the +-2..3 dB contour tolerance; Pearsons, Bennett & Fidell, "Speech levels in various noise
+for the +-2..3 dB contour tolerance and its smoothness (neighbouring bands within 2 dB, as
+``docs/masking.md`` requires of the generator); Pearsons, Bennett & Fidell, "Speech levels in various noise
 environments", EPA-600/1-77-025 (1977), for the talkers' Lombard rise used in the simulated days.
 """
 
@@ -281,7 +282,7 @@ def solve_shape_kernel(
     shape, target_db, aweight_db, power_share, ambient_db, speech, tables, sii_index, limits,
     shape_limit_db, neighbour_step_db, step_db, sweeps, masking, noise, saved,
 ):  # fmt: skip
-    """Least-A-level masking for an SII target: bisection on the offset, coordinate descent on
+    """Least-A-level masking for an SII target: root finding on the offset, descent on
     the shape (see the module docstring). ``shape`` (bands,) is the warm start and is updated;
     ``saved`` (bands,) is scratch.
 
