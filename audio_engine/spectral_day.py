@@ -448,7 +448,10 @@ def plot_day(day: dict, path, zone: int = 0) -> None:
         ax.semilogx(
             nominal, spectral[i], marker="o", ms=3, label=f"spectral, {label} ({hours[i]:.2f} h)"
         )
-        offset = float(np.mean(spectral[i] - shape))
+        # Centred on the mid-range of the deviation: every point is inside iff the shape spans
+        # at most the bound's 6 dB (the law's own offset is not stored in the day result).
+        deviation = spectral[i] - shape
+        offset = 0.5 * float(deviation.max() + deviation.min())
         limit = day["settings"].shape_limit_db
         ax.fill_between(nominal, shape + offset - limit, shape + offset + limit, alpha=0.12)
     ax.set_xlabel("one-third-octave band, Hz")
