@@ -282,3 +282,34 @@ def test_missing_device_at_start_is_a_device_error(office):
     )
     with pytest.raises(DeviceError, match=r"no output device matches 'Zone amp'"):
         supervisor.start()
+
+
+def test_flapping_device_that_vanishes_while_reopening_is_retried(office):
+    """The device comes back and is gone again before its new stream starts (a loose USB
+    connector): the failed start is not a crash, the dead stream is closed, the next attempt
+    after retry_s succeeds."""
+    pipeline = Pipeline([Gain(SAMPLE_RATE, BLOCK_SIZE, 1)], name="headset")
+    clock = FakeClock()
+    flaps = [1]
+
+    def loose_connector() -> None:
+        if flaps[0]:
+            flaps[0] -= 1
+            office.unplug("USB Headset")
+
+    supervisor = DeviceSupervisor(
+        lambda: DeviceStream(pipeline, "duplex", "USB Headset", "USB Headset"),
+        retry_s=1.0,
+        on_restored=loose_connector,
+        clock=clock,
+    )
+    supervisor.start()
+    office.fail_streams()
+    assert supervisor.poll() is False  # reopened, then the start failed: device gone again
+    assert "PortAudioError" in supervisor.last_error and "unplugged" in supervisor.last_error
+    assert supervisor.reopens == 0
+    assert sum(not s.closed for s in office.streams) == 0  # nothing left open
+    office.plug("USB Headset")
+    clock.now += 1.0
+    assert supervisor.poll() is True
+    assert (supervisor.device_losses, supervisor.reopen_attempts, supervisor.reopens) == (1, 2, 1)
