@@ -92,6 +92,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="PortAudio latency per direction: seconds, 'low' or 'high' (default: 0.05)",
     )
     parser.add_argument(
+        "--two-streams",
+        action="store_true",
+        help="run capture and playback as two PortAudio streams joined by a ring buffer "
+        "(always so for two different devices); see docs/virtual_mic.md",
+    )
+    parser.add_argument(
         "--seconds",
         type=float,
         default=0.0,
@@ -174,7 +180,8 @@ def run(args: argparse.Namespace) -> int:
     options = {} if args.attenuation_db is None else {"attenuation_db": args.attenuation_db}
     suppressor = NoiseSuppressor(args.rate, args.block, 1, **options)
     pipeline = Pipeline([suppressor], name="headset")
-    streams = [DeviceStream(pipeline, "duplex", args.input, output, latency=latency)]
+    bridge = True if args.two_streams else None
+    streams = [DeviceStream(pipeline, "duplex", args.input, output, latency=latency, bridge=bridge)]
 
     receive = None
     if args.receive is not None:
@@ -187,7 +194,9 @@ def run(args: argparse.Namespace) -> int:
             source = create_virtual_speaker(args.speaker_name).record_from
         receive = Pipeline([HearingProtector(args.rate, args.block, 1)], name="receive")
         streams.append(
-            DeviceStream(receive, "duplex", source, args.receive_output, latency=latency)
+            DeviceStream(
+                receive, "duplex", source, args.receive_output, latency=latency, bridge=bridge
+            )
         )
 
     console = Console(stderr=True)

@@ -63,7 +63,10 @@ def _ring_read(out: np.ndarray, ring: np.ndarray, counters: np.ndarray) -> int:
     for i in range(n, frames):
         for c in range(out.shape[1]):
             out[i, c] = 0.0
-    counters[MISSING] += frames - n
+    # Zeros before the first frame ever arrived are the normal start of a stream, not an
+    # underrun: count only those after it.
+    if counters[READ] + n > 0:
+        counters[MISSING] += frames - n
     counters[READ] += n
     return n
 
@@ -94,8 +97,8 @@ class RingBuffer:
     :meth:`write` and :meth:`read` are real-time safe (no allocation beyond the returned int, no
     lock, no logging) and lock-free for exactly one writer thread and one reader thread. When the
     ring is full the *newest* frames are dropped and counted (:attr:`dropped_frames`); when it
-    is empty the reader gets zeros, counted as :attr:`missing_frames` — the audio equivalents of
-    an input overflow and an output underflow.
+    is empty the reader gets zeros, counted as :attr:`missing_frames` once the first frame has
+    been read — the audio equivalents of an input overflow and an output underflow.
 
     Examples
     --------
@@ -177,7 +180,7 @@ class RingBuffer:
 
     @property
     def missing_frames(self) -> int:
-        """Frames the reader asked for and got as zeros because the ring was empty."""
+        """Frames the reader got as zeros because the ring was empty (after the first real frame)."""
         return int(self._counters[MISSING])
 
     @property
