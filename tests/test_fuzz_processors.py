@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from audio_engine.array_config import parse_array
-from audio_engine.dsp.base import MAX_BLOCK_SIZE, MAX_CHANNELS, Delay, Gain
+from audio_engine.dsp.base import MAX_BLOCK_SIZE, MAX_CHANNELS, SAMPLE_BOUND, Delay, Gain
 from audio_engine.dsp.beamformer import ArrayInput, DelayAndSumBeamformer, MvdrBeamformer
 from audio_engine.dsp.hearing import HearingProtector
 from audio_engine.dsp.masking import MaskingGenerator
@@ -117,13 +117,6 @@ BUILDERS = {
     "headset-pipeline": lambda: build_headset_pipeline(SAMPLE_RATE, BLOCK_SIZE, 1),
 }
 
-_BASE_FILE = "audio_engine/dsp/base.py"
-#: Known gaps: the processor passes non-finite samples through (base.py, the lead's file).
-PASSES_NONFINITE = {
-    "gain": f"Gain multiplies NaN/Inf through and overflows 3.4e38*2 to Inf ({_BASE_FILE})",
-    "delay": f"Delay copies NaN/Inf through its ring ({_BASE_FILE})",
-}
-
 _built: dict[str, object] = {}
 
 
@@ -181,6 +174,8 @@ def bad_sequences(draw, channels: int, max_blocks: int = 12):
 
 def bound_of(p) -> float | None:
     """The largest |sample| the stage promises, or None if it promises none."""
+    if isinstance(p, Gain | Delay):
+        return SAMPLE_BOUND
     if isinstance(p, OutputCeiling):
         return float(p._peak_limit.max())
     if isinstance(p, HearingProtector):
@@ -192,16 +187,7 @@ def bound_of(p) -> float | None:
     return None
 
 
-def _params(names, xfails):
-    return [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=xfails[n]))
-        if n in xfails
-        else n
-        for n in names
-    ]
-
-
-@pytest.mark.parametrize("name", _params(list(BUILDERS), PASSES_NONFINITE))
+@pytest.mark.parametrize("name", list(BUILDERS))
 def test_any_block_sequence_gives_finite_bounded_output(name):
     """No block sequence makes a processor raise or output a non-finite or out-of-bound sample."""
     p = processor(name)
@@ -289,8 +275,6 @@ def _recovery_cases():
     cases = []
     for name in BUILDERS:
         for kind in RECOVERY_KINDS:
-            if name in PASSES_NONFINITE and kind in ("nan", "inf"):
-                continue  # they pass it through, covered above; the delay line then forgets it
             reason = SLOW_RECOVERY.get((name, kind))
             marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
             cases.append(pytest.param(name, kind, marks=marks, id=f"{name}-{kind}"))

@@ -13,9 +13,11 @@ The model is pedalboard's plugin protocol (prepare, process, reset, latency) and
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 
 import numpy as np
+from numba import njit
 
 from audio_engine.errors import ConfigError
 
@@ -28,6 +30,97 @@ MAX_BLOCK_SIZE = 1 << 16
 
 #: Most channels a processor may be built for (a 32-zone masking system, a 64-mic array).
 MAX_CHANNELS = 64
+
+#: Largest |sample| the general-purpose stages (:class:`Gain`, :class:`Delay`) output: 1e6, 120 dB
+#: above digital full scale, the same clamp as the weighting filter's input
+#: (``audio_engine.dsp.weighting.INPUT_LIMIT``). Nothing real is that loud; the clamp only keeps
+#: 3.4e38 times a gain from overflowing to Inf and leaves every later sum far inside float32 range.
+SAMPLE_BOUND = 1.0e6
+
+
+@njit(cache=True)
+def bounded_gain_kernel(out: np.ndarray, block: np.ndarray, gain: np.float32, bound: float) -> None:
+    """``out = clamp(gain * block, -bound, bound)`` with NaN and Inf input samples as 0.
+
+    Real-time safe (no allocation). ``out`` may be ``block`` itself.
+
+    Parameters
+    ----------
+    out : ndarray, shape (frames, channels), float32
+        Written in place.
+    block : ndarray, shape (frames, channels), float32
+        Input samples.
+    gain : float32
+        Linear gain.
+    bound : float
+        Largest |output sample|, > 0.
+
+    Notes
+    -----
+    A non-finite input counts as silence (the contract of every processor: garbage from a
+    capture driver is survived, never passed on); an overflow of a finite product is clamped.
+    """
+    for n in range(block.shape[0]):
+        for c in range(block.shape[1]):
+            x = block[n, c]
+            if not math.isfinite(x):
+                out[n, c] = 0.0
+                continue
+            y = x * gain
+            if y > bound:
+                y = bound
+            elif y < -bound:
+                y = -bound
+            out[n, c] = y
+
+
+@njit(cache=True)
+def delay_kernel(
+    out: np.ndarray, ring: np.ndarray, block: np.ndarray, write: int, delay: int
+) -> int:
+    """Write ``block`` into the ring at ``write``, read ``out`` from ``delay`` frames back.
+
+    Real-time safe (no allocation). ``out`` may be ``block`` itself (the whole block is stored
+    before anything is read). Non-finite samples are stored as 0 and finite ones clamped to
+    +-:data:`SAMPLE_BOUND`, so the ring never holds garbage.
+
+    Parameters
+    ----------
+    out : ndarray, shape (frames, channels), float32
+        Written in place.
+    ring : ndarray, shape (delay + block_size, channels), float32
+        Delay memory, updated in place.
+    block : ndarray, shape (frames, channels), float32
+        Input samples, ``frames <= ring.shape[0] - delay``.
+    write : int
+        Ring index the first frame is stored at.
+    delay : int
+        Delay in frames, ``0 <= delay``.
+
+    Returns
+    -------
+    int
+        The ring index the next block is stored at.
+    """
+    size = ring.shape[0]
+    frames = block.shape[0]
+    for n in range(frames):
+        w = (write + n) % size
+        for c in range(block.shape[1]):
+            x = block[n, c]
+            if not math.isfinite(x):
+                x = 0.0
+            elif x > SAMPLE_BOUND:
+                x = SAMPLE_BOUND
+            elif x < -SAMPLE_BOUND:
+                x = -SAMPLE_BOUND
+            ring[w, c] = x
+    read = (write - delay) % size
+    for n in range(frames):
+        r = (read + n) % size
+        for c in range(block.shape[1]):
+            out[n, c] = ring[r, c]
+    return (write + frames) % size
 
 
 def check_sample_rate(
@@ -178,22 +271,27 @@ class Processor(ABC):
 class Gain(Processor):
     """A fixed gain in dB: the simplest processor, used by tests and as a trim stage.
 
-    Real-time safe. ``block`` and ``out`` may be the same array.
+    Real-time safe. ``block`` and ``out`` may be the same array. NaN and Inf input samples come
+    out as 0 and the output is clamped to +-:data:`SAMPLE_BOUND`, so it is always finite.
     """
 
     def __init__(self, sample_rate: int, block_size: int, channels: int = 1, gain_db: float = 0.0):
         super().__init__(sample_rate, block_size, channels)
         self.gain_db = check_number("gain_db", gain_db, -120.0, 40.0, "dB")
         self._gain = np.float32(10.0 ** (gain_db / 20.0))
+        # Compile (or load from cache) now, never while audio runs.
+        warm = np.zeros((1, self.channels), np.float32)
+        bounded_gain_kernel(warm, warm, self._gain, SAMPLE_BOUND)
 
     def _process(self, block: np.ndarray, out: np.ndarray) -> None:
-        np.multiply(block, self._gain, out=out)
+        bounded_gain_kernel(out, block, self._gain, SAMPLE_BOUND)
 
 
 class Delay(Processor):
     """An integer delay line of ``delay_samples`` per channel (latency compensation, tests).
 
-    Real-time safe. ``block`` and ``out`` may be the same array.
+    Real-time safe. ``block`` and ``out`` may be the same array. NaN and Inf input samples come
+    out (delayed) as 0 and finite ones are clamped to +-:data:`SAMPLE_BOUND`.
     """
 
     def __init__(
@@ -212,6 +310,9 @@ class Delay(Processor):
         # A ring of delay + block frames, so one block can be written before it is read.
         self._ring = np.zeros((self.delay_samples + self.block_size, self.channels), np.float32)
         self._write = 0
+        # Compile (or load from cache) now, never while audio runs; zeros leave the ring as built.
+        warm = np.zeros((1, self.channels), np.float32)
+        delay_kernel(warm, self._ring, warm, 0, self.delay_samples)
 
     @property
     def latency_samples(self) -> int:
@@ -222,19 +323,4 @@ class Delay(Processor):
         self._write = 0
 
     def _process(self, block: np.ndarray, out: np.ndarray) -> None:
-        if self.delay_samples == 0:
-            if out is not block:
-                out[:] = block
-            return
-        size = self._ring.shape[0]
-        frames = block.shape[0]
-        # Write the block into the ring, then read `frames` samples starting `delay` back.
-        w = self._write
-        first = min(frames, size - w)
-        self._ring[w : w + first] = block[:first]
-        self._ring[: frames - first] = block[first:]
-        r = (w - self.delay_samples) % size
-        first = min(frames, size - r)
-        out[:first] = self._ring[r : r + first]
-        out[first:frames] = self._ring[: frames - first]
-        self._write = (w + frames) % size
+        self._write = delay_kernel(out, self._ring, block, self._write, self.delay_samples)
