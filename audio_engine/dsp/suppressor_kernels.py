@@ -44,8 +44,9 @@ MIN_SUBWINDOWS = 4
     SUBWINDOW_SLOT,
     TRANSIENT_AGE,
     TRANSIENT_FREEZE,
-) = range(9)
-CHAN_COLS = 9
+    TRANSIENT_IN_PAUSE,
+) = range(10)
+CHAN_COLS = 10
 
 # Rows of the live telemetry (3, channels) and columns of the running sums (channels, 4).
 TEL_SPEECH_PROBABILITY, TEL_SNR_DB, TEL_ATTENUATION_DB = range(3)
@@ -91,6 +92,9 @@ TILT_DB = 3.0
 #: Least fraction of the bins above 1 kHz a click raises by 6 dB: clicks are broadband, while
 #: fricatives put their energy in one region (2-4 kHz for "sh", above 4 kHz for "s").
 BROADBAND_FRACTION = 0.6
+
+#: Speech presence (of the hop before a click) below which the click is taken to be in a pause.
+PAUSE_PRESENCE = 0.3
 
 # Indices of the int64 band-edge vector (bin numbers, half-open ranges).
 B_SPEECH_LO, B_SPEECH_HI, B_LOW_HI, B_HIGH_LO, B_LOCAL_HALF, B_GLOBAL_HALF, B_INIT_FRAMES = range(7)
@@ -253,73 +257,8 @@ def _frame(
                 run_min[k] = smooth_power[k]
             chan[c, SUBWINDOW_SLOT] = (slot + 1) % MIN_SUBWINDOWS
 
-    use_ext = params[P_USE_EXT] > 0.0
-
-    # -- a-priori SNR (decision-directed), LSA gain, smoothed a-priori SNR for Cohen's q ------
-    alpha_dd = config[C_DD_ALPHA]
-    xi_min = config[C_XI_MIN]
-    beta = config[C_ZETA_BETA]
     lo = bands[B_SPEECH_LO]
     hi = bands[B_SPEECH_HI]
-    speech_sum = 0.0
-    noise_sum = 0.0
-    frame_zeta = 0.0
-    for k in range(n_bins):
-        nk = noise[k]
-        if use_ext and ext_noise[k] > nk:
-            nk = ext_noise[k]
-        gamma = min(power[k] / nk, 1e6)
-        xi = alpha_dd * prev_clean[k] / nk + (1.0 - alpha_dd) * max(gamma - 1.0, 0.0)
-        xi = max(xi, xi_min)
-        v = xi * gamma / (1.0 + xi)
-        g_h1 = min(xi / (1.0 + xi) * _lsa_factor(lut, v), 1.0)
-        gain[k] = g_h1
-        work[k] = v
-        prev_clean[k] = g_h1 * g_h1 * power[k]
-        # Capped at 20 dB so that one loud bin (a click) cannot hold speech presence up for
-        # hundreds of ms: above 20 dB presence is certain anyway (ZETA_MAX is -5 dB).
-        zeta[k] = beta * zeta[k] + (1.0 - beta) * min(xi, 100.0)
-        if lo <= k < hi:
-            speech_sum += max(power[k] - nk, 0.0)
-            noise_sum += nk
-            frame_zeta += zeta[k]
-        # Keep xi for the presence probability below (yt is free until the synthesis).
-        yt[k] = xi
-    frame_zeta /= max(hi - lo, 1)
-    snr_db = 10.0 * np.log10(max(speech_sum, 1e-30) / max(noise_sum, 1e-30))
-
-    # -- frame-level speech presence and the near-talker (agent vs. distant babble) model -----
-    band_level = 0.0
-    for k in range(lo, hi):
-        band_level += power[k]
-    level_db = 10.0 * np.log10(band_level + 1e-30)
-    # Frame term with limits 6 dB above Cohen's bin-wise ones: averaged over ~100 bins, noise
-    # alone sits at ~-10 dB and must map to "no speech" reliably.
-    p_frame = _presence_map(frame_zeta * 0.25)
-    agent_db = chan[c, AGENT_LEVEL_DB]
-    if snr_db > 6.0 and seen >= init_frames:
-        # The agent's active level: rises at once to louder speech, decays slowly, so a talker
-        # well below the headset wearer's own level (neighbours, babble) is not taken as speech.
-        if level_db > agent_db:
-            agent_db = agent_db + 0.05 * (level_db - agent_db)
-    agent_db -= config[C_AGENT_DECAY_DB]
-    chan[c, AGENT_LEVEL_DB] = agent_db
-    near = 1.0
-    if params[P_NEAR_TALKER] > 0.0:
-        near = min(max((level_db - (agent_db - 20.0)) / 10.0, 0.0), 1.0)
-    p_frame *= near
-
-    # -- a-priori speech absence (local and global smoothing over frequency) ------------------
-    csum[0] = 0.0
-    for k in range(n_bins):
-        csum[k + 1] = csum[k] + zeta[k]
-    local_half = bands[B_LOCAL_HALF]
-    global_half = bands[B_GLOBAL_HALF]
-    floor_gain = chan[c, FLOOR_GAIN]
-    floor_gain += config[C_FLOOR_ALPHA] * (params[P_FLOOR_TARGET] - floor_gain)
-    chan[c, FLOOR_GAIN] = floor_gain
-    log_floor = np.log(max(floor_gain, 1e-10))
-
     # -- transient (keyboard click) detector -------------------------------------------------
     # A click is a sudden, broadband rise above 1 kHz with no matching rise below it; speech
     # onsets start voiced (low band first), so they do not trip it.
@@ -366,6 +305,10 @@ def _frame(
         hold = config[C_TRANSIENT_HOLD]
         freeze = config[C_TRANSIENT_FREEZE]
         age = 0.0
+        # A click in a speech pause is all there is: the whole frame may go to the floor.
+        chan[c, TRANSIENT_IN_PAUSE] = (
+            1.0 if telemetry[TEL_SPEECH_PROBABILITY, c] < PAUSE_PRESENCE else 0.0
+        )
     elif transient and age < config[C_TRANSIENT_MAX]:
         hold = config[C_TRANSIENT_HOLD]
     elif hold > 0.0:
@@ -386,10 +329,79 @@ def _frame(
             a = alpha_up if power[k] > ref_power[k] else alpha_down
             ref_power[k] = a * ref_power[k] + (1.0 - a) * power[k]
 
+    use_ext = params[P_USE_EXT] > 0.0
+
+    # -- a-priori SNR (decision-directed), LSA gain, smoothed a-priori SNR for Cohen's q ------
+    alpha_dd = config[C_DD_ALPHA]
+    xi_min = config[C_XI_MIN]
+    beta = config[C_ZETA_BETA]
+    speech_sum = 0.0
+    noise_sum = 0.0
+    frame_zeta = 0.0
+    for k in range(n_bins):
+        nk = noise[k]
+        if use_ext and ext_noise[k] > nk:
+            nk = ext_noise[k]
+        gamma = min(power[k] / nk, 1e6)
+        xi = alpha_dd * prev_clean[k] / nk + (1.0 - alpha_dd) * max(gamma - 1.0, 0.0)
+        xi = max(xi, xi_min)
+        v = xi * gamma / (1.0 + xi)
+        g_h1 = min(xi / (1.0 + xi) * _lsa_factor(lut, v), 1.0)
+        gain[k] = g_h1
+        work[k] = v
+        if freeze <= 0.0:
+            # Not while a click is in the window: it would hold speech presence up for
+            # ~100 ms, and the next click would be taken for speech.
+            prev_clean[k] = g_h1 * g_h1 * power[k]
+            # Capped at 20 dB so that one loud bin cannot hold speech presence up for long:
+            # above 20 dB presence is certain anyway (ZETA_MAX is -5 dB).
+            zeta[k] = beta * zeta[k] + (1.0 - beta) * min(xi, 100.0)
+        if lo <= k < hi:
+            speech_sum += max(power[k] - nk, 0.0)
+            noise_sum += nk
+            frame_zeta += zeta[k]
+        # Keep xi for the presence probability below (yt is free until the synthesis).
+        yt[k] = xi
+    frame_zeta /= max(hi - lo, 1)
+    snr_db = 10.0 * np.log10(max(speech_sum, 1e-30) / max(noise_sum, 1e-30))
+
+    # -- frame-level speech presence and the near-talker (agent vs. distant babble) model -----
+    band_level = 0.0
+    for k in range(lo, hi):
+        band_level += power[k]
+    level_db = 10.0 * np.log10(band_level + 1e-30)
+    # Frame term with limits 6 dB above Cohen's bin-wise ones: averaged over ~100 bins, noise
+    # alone sits at ~-10 dB and must map to "no speech" reliably.
+    p_frame = _presence_map(frame_zeta * 0.25)
+    agent_db = chan[c, AGENT_LEVEL_DB]
+    if snr_db > 6.0 and seen >= init_frames:
+        # The agent's active level: rises at once to louder speech, decays slowly, so a talker
+        # well below the headset wearer's own level (neighbours, babble) is not taken as speech.
+        if level_db > agent_db:
+            agent_db = agent_db + 0.05 * (level_db - agent_db)
+    agent_db -= config[C_AGENT_DECAY_DB]
+    chan[c, AGENT_LEVEL_DB] = agent_db
+    near = 1.0
+    if params[P_NEAR_TALKER] > 0.0:
+        near = min(max((level_db - (agent_db - 20.0)) / 10.0, 0.0), 1.0)
+    p_frame *= near
+
+    # -- a-priori speech absence (local and global smoothing over frequency) ------------------
+    csum[0] = 0.0
+    for k in range(n_bins):
+        csum[k + 1] = csum[k] + zeta[k]
+    local_half = bands[B_LOCAL_HALF]
+    global_half = bands[B_GLOBAL_HALF]
+    floor_gain = chan[c, FLOOR_GAIN]
+    floor_gain += config[C_FLOOR_ALPHA] * (params[P_FLOOR_TARGET] - floor_gain)
+    chan[c, FLOOR_GAIN] = floor_gain
+    log_floor = np.log(max(floor_gain, 1e-10))
+
     # -- OM-LSA gain: G = G_H1^p * G_min^(1-p) -----------------------------------------------
     in_energy = 0.0
     out_energy = 0.0
     presence_sum = 0.0
+    in_pause = chan[c, TRANSIENT_IN_PAUSE] > 0.0
     for k in range(n_bins):
         if p_frame <= 0.0:
             # Cohen's frame term says no speech in the whole 300-3400 Hz band: every bin is
@@ -410,8 +422,9 @@ def _frame(
             g = np.exp(p * np.log(max(gain[k], 1e-10)) + (1.0 - p) * log_floor)
             if g < floor_gain:
                 g = floor_gain
-        if hold > 0.0 and power[k] > 4.0 * ref_power[k]:
-            # Bins the click raised above the pre-click spectrum go to the floor.
+        if hold > 0.0 and (in_pause or power[k] > 4.0 * ref_power[k]):
+            # Bins the click raised above the pre-click spectrum go to the floor (all bins if
+            # the click came in a pause).
             g = floor_gain
         gain[k] = g
         gain_prev[k] = g
@@ -613,3 +626,4 @@ def reset_channel(c, hpf, frame, ola, bins, chan, out_wet, config):
     chan[c, SUBWINDOW_SLOT] = 0.0
     chan[c, TRANSIENT_AGE] = 0.0
     chan[c, TRANSIENT_FREEZE] = 0.0
+    chan[c, TRANSIENT_IN_PAUSE] = 0.0
