@@ -18,6 +18,9 @@ With --receive, the receive path runs too, as its own pipeline with its own late
 the softphone plays into the virtual speaker, the engine reads its monitor, applies the hearing
 protection and plays to the headset (--receive-output).
 
+A lost device (unplugged headset, restarted sound server) is counted in the report and reopened
+when it comes back (--on-device-loss exit: exit with status 2 instead).
+
 A one-line live status shows the input peak level, the voice-activity probability, the
 estimated SNR, the attenuation applied, the p99 processing time per block and the xrun count.
 Ctrl-C (or SIGTERM) stops cleanly and prints the latency report(s).
@@ -129,18 +132,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the headset's earpiece for the receive path (default: default)",
     )
     parser.add_argument(
+        "--on-device-loss",
+        choices=("reopen", "exit"),
+        default="reopen",
+        help="when a device vanishes (unplugged, sound server restarted): reopen it when it "
+        "comes back (default) or exit with status 2",
+    )
+    parser.add_argument(
         "--quiet", action="store_true", help="no live status line (the report is still printed)"
     )
 
 
-def _status_text(stream, suppressor, pipeline, receive_stream) -> str:
+def _status_text(supervisors, suppressor, pipeline) -> str:
     import math
 
-    peak = stream.read_input_peak()
+    main = supervisors[0]
+    if not main.running:
+        return (
+            f"headset device lost — reopening (attempt {main.reopen_attempts}); "
+            f"last error: {main.last_error}"
+        )
+    peak = main.stream.read_input_peak()
     level_db = 20.0 * math.log10(peak) if peak > 1e-10 else -200.0
-    xruns = int(stream.status_flags[0])
-    if receive_stream is not None:
-        xruns += int(receive_stream.status_flags[0])
+    xruns = sum(int(s.stream.status_flags[0]) for s in supervisors if s.stream is not None)
     # Clamped for display: digital silence gives -inf level and an SNR of -250 dB.
     level_db = max(-99.0, level_db)
     snr_db = min(99.0, max(-99.0, float(suppressor.snr_db[0])))
@@ -159,31 +173,34 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
 
-    from audio_engine.dsp.suppressor import NoiseSuppressor
     from audio_engine.errors import ConfigError
     from audio_engine.io.device import DEFAULT_LATENCY_S, DeviceStream
+    from audio_engine.io.supervisor import DeviceSupervisor
     from audio_engine.latency import write_reports_json
     from audio_engine.pipeline import Pipeline
+    from audio_engine.pipelines import build_headset_pipeline
 
     if not 0.0 <= args.seconds <= 7 * 24 * 3600.0:
         raise ConfigError(f"--seconds={args.seconds!r} is not in 0..604800 (0 = until Ctrl-C)")
     if args.attenuation_db is not None and not 0.0 <= args.attenuation_db <= 60.0:
         raise ConfigError(f"--attenuation-db={args.attenuation_db!r} is not in 0..60 dB")
     latency = DEFAULT_LATENCY_S if args.latency is None else args.latency
+    bridge = True if args.two_streams else None
 
     output = args.output
     if output == "virtual":
         from audio_engine.io.virtual_device import create_virtual_mic
 
-        status = create_virtual_mic(args.mic_name)
-        output = status.play_to
-    options = {} if args.attenuation_db is None else {"attenuation_db": args.attenuation_db}
-    suppressor = NoiseSuppressor(args.rate, args.block, 1, **options)
-    pipeline = Pipeline([suppressor], name="headset")
-    bridge = True if args.two_streams else None
-    streams = [DeviceStream(pipeline, "duplex", args.input, output, latency=latency, bridge=bridge)]
+        output = create_virtual_mic(args.mic_name).play_to
+    pipeline = build_headset_pipeline(args.rate, args.block, 1, args.attenuation_db)
+    suppressor = pipeline.stages[0]
 
-    receive = None
+    def opener(pipe, source, sink):
+        # Devices by name, so a headset re-plugged under a new index is found on reopen.
+        return lambda: DeviceStream(pipe, "duplex", source, sink, latency=latency, bridge=bridge)
+
+    pipelines = [pipeline]
+    openers = [opener(pipeline, args.input, output)]
     if args.receive is not None:
         from audio_engine.dsp.hearing import HearingProtector
 
@@ -193,15 +210,13 @@ def run(args: argparse.Namespace) -> int:
 
             source = create_virtual_speaker(args.speaker_name).record_from
         receive = Pipeline([HearingProtector(args.rate, args.block, 1)], name="receive")
-        streams.append(
-            DeviceStream(
-                receive, "duplex", source, args.receive_output, latency=latency, bridge=bridge
-            )
-        )
+        pipelines.append(receive)
+        openers.append(opener(receive, source, args.receive_output))
+    supervisors = [
+        DeviceSupervisor(open_stream, policy=args.on_device_loss) for open_stream in openers
+    ]
 
     console = Console(stderr=True)
-    for s in streams:
-        console.print(f"{s.pipeline.name}: {s.describe()}", highlight=False)
 
     def on_sigterm(signum, frame):  # a service manager's stop is a Ctrl-C: report, then exit
         raise KeyboardInterrupt
@@ -209,49 +224,43 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     interrupted = False
     started = time.monotonic()
+    live = None
     try:
-        for s in streams:
-            s.start()
-        receive_stream = streams[1] if receive is not None else None
-        live = None
+        for supervisor, pipe in zip(supervisors, pipelines, strict=True):
+            supervisor.start()
+            console.print(f"{pipe.name}: {supervisor.stream.describe()}", highlight=False)
         if not args.quiet and console.is_terminal:
             live = Live("", console=console, refresh_per_second=4, transient=False)
             live.start()
-        try:
-            while args.seconds <= 0.0 or time.monotonic() - started < args.seconds:
-                time.sleep(STATUS_PERIOD_S)
-                if not all(s.active for s in streams):
-                    raise ConfigError("an audio stream stopped by itself (device unplugged?)")
-                if args.quiet:
-                    continue
-                text = _status_text(streams[0], suppressor, pipeline, receive_stream)
-                if live is not None:
-                    live.update(text)
-                else:
-                    print(text, file=sys.stderr, flush=True)
-        finally:
+        while args.seconds <= 0.0 or time.monotonic() - started < args.seconds:
+            time.sleep(STATUS_PERIOD_S)
+            for supervisor in supervisors:
+                supervisor.poll()  # a lost device: counted, reopened (or DeviceError on exit)
+            if args.quiet:
+                continue
+            text = _status_text(supervisors, suppressor, pipeline)
             if live is not None:
-                live.stop()
+                live.update(text)
+            else:
+                print(text, file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         signal.signal(signal.SIGTERM, previous)
-        for s in streams:
-            s.stop()
-            s.close()
+        if live is not None:
+            live.stop()
+        # Stop the audio first, report (PortAudio's latency is still known), then close.
+        for supervisor in supervisors:
+            if supervisor.stream is not None:
+                supervisor.stream.stop()
+        reports = [
+            supervisor.report(pipe) for supervisor, pipe in zip(supervisors, pipelines, strict=True)
+        ]
+        for supervisor in supervisors:
+            supervisor.stop()
 
-    reports = [s.report() for s in streams]
     for r in reports:
         print(r.to_text())
     if args.report:
-        write_reports_json(
-            args.report,
-            reports,
-            extra={
-                "devices": {
-                    r.pipeline: s.describe() for r, s in zip(reports, streams, strict=True)
-                },
-                "requested_latency_s": latency,
-            },
-        )
+        write_reports_json(args.report, reports, extra={"requested_latency_s": latency})
     return 130 if interrupted else 0
