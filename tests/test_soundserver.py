@@ -12,6 +12,7 @@ measures the round trip on one clock.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -97,9 +98,7 @@ def client_duplex(
         if status:
             flags[0] += 1
 
-    saved = {k: os.environ.get(k) for k in ("PULSE_SINK", "PULSE_SOURCE")}
-    os.environ["PULSE_SINK"], os.environ["PULSE_SOURCE"] = sink, source
-    try:
+    with pulse_env(PULSE_SINK=sink, PULSE_SOURCE=source):
         stream = sd.Stream(
             device="pulse",
             samplerate=SAMPLE_RATE,
@@ -109,12 +108,6 @@ def client_duplex(
             latency=latency,
             callback=callback,
         )
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     with stream:
         reported = stream.latency
         deadline = time.monotonic() + 2.0 * n / SAMPLE_RATE + 5.0
@@ -135,6 +128,46 @@ def lag_of(reference: np.ndarray, recorded: np.ndarray, max_lag: int) -> int:
     np.clip(window, -1.0, 1.0, out=window)
     c = correlate(window, reference, mode="valid", method="fft")
     return int(np.argmax(c[: max_lag + 1]))
+
+
+@contextlib.contextmanager
+def pulse_env(**variables: str):
+    """Set PULSE_SINK / PULSE_SOURCE while a stream opens (the ALSA pulse plugin reads them then)."""
+    saved = {k: os.environ.get(k) for k in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run_headset(arguments: list[str], ready, play):
+    """Run `audio-engine headset ARGS --quiet` as a subprocess; once ``ready()`` is true, call
+    ``play()``, then Ctrl-C the engine. Returns (play's result, exit status, stdout, stderr)."""
+    engine = subprocess.Popen(
+        [*CLI, "headset", *arguments, "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30.0
+        while not ready():
+            assert engine.poll() is None, f"headset exited early: {engine.communicate()}"
+            assert time.monotonic() < deadline, "headset never started its streams"
+            time.sleep(0.1)
+        result = play()
+        engine.send_signal(signal.SIGINT)  # Ctrl-C: stop cleanly, print and write the report
+        out, err = engine.communicate(timeout=30.0)
+    finally:
+        if engine.poll() is None:
+            engine.kill()
+            engine.wait()
+    return result, engine.returncode, out, err
 
 
 def test_virtual_mic_is_idempotent_and_removed_cleanly(sound_server):
@@ -274,9 +307,7 @@ class BackgroundNoise:
         noise = office_noise_signal("hvac", int(seconds * SAMPLE_RATE), SAMPLE_RATE, offset=3)
         self.noise = (rms * noise / np.std(noise)).astype(np.float32)
         self.position = 0
-        saved = os.environ.get("PULSE_SINK")
-        os.environ["PULSE_SINK"] = sink
-        try:
+        with pulse_env(PULSE_SINK=sink):
             self.stream = sd.OutputStream(
                 device="pulse",
                 samplerate=SAMPLE_RATE,
@@ -286,11 +317,6 @@ class BackgroundNoise:
                 latency=DEFAULT_LATENCY_S,
                 callback=self._callback,
             )
-        finally:
-            if saved is None:
-                os.environ.pop("PULSE_SINK", None)
-            else:
-                os.environ["PULSE_SINK"] = saved
 
     def _callback(self, outdata, frames, time_info, status):
         n = len(self.noise)
@@ -330,11 +356,14 @@ def test_headset_end_to_end_through_the_virtual_mic(sinks, tmp_path):
     direct_lag = lag_of(probe, direct, max_lag)
 
     report_path = tmp_path / "headset.json"
+
+    def play():
+        time.sleep(1.0)  # the engine has heard 1 s of noise before the client starts
+        return client_duplex(clean, sinks["headset"], sinks["mic"])
+
     with BackgroundNoise(sinks["headset"], noise_rms):
-        engine = subprocess.Popen(
+        (recorded, flags, _, _), status, out, err = run_headset(
             [
-                *CLI,
-                "headset",
                 "--input",
                 f"{sinks['headset']}.monitor",
                 "--output",
@@ -343,27 +372,11 @@ def test_headset_end_to_end_through_the_virtual_mic(sinks, tmp_path):
                 sinks["mic"],
                 "--report",
                 str(report_path),
-                "--quiet",
             ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            ready=lambda: vd.virtual_mic_status(sinks["mic"]).players >= 1,
+            play=play,
         )
-        try:
-            deadline = time.monotonic() + 30.0
-            while vd.virtual_mic_status(sinks["mic"]).players < 1:
-                assert engine.poll() is None, f"headset exited early: {engine.communicate()}"
-                assert time.monotonic() < deadline, "headset never started playing"
-                time.sleep(0.1)
-            time.sleep(1.0)  # the engine has heard 1 s of noise before the client starts
-            recorded, flags, _, _ = client_duplex(clean, sinks["headset"], sinks["mic"])
-            engine.send_signal(signal.SIGINT)  # Ctrl-C: stop cleanly, print and write the report
-            out, err = engine.communicate(timeout=30.0)
-        finally:
-            if engine.poll() is None:
-                engine.kill()
-                engine.wait()
-    assert engine.returncode == 130, err
+    assert status == 130, err
     assert "Traceback" not in err
     assert "Latency report — headset" in out
     report = json.loads(report_path.read_text())["pipelines"]["headset"]
@@ -419,10 +432,13 @@ def test_headset_receive_path_protects_the_ear_through_the_virtual_speaker(sinks
     squeal = sine(3000.0, SAMPLE_RATE, 0.5, amplitude=1.0)
     x = np.concatenate([far_end, squeal, far_end[:SAMPLE_RATE]]).astype(np.float32)
     report_path = tmp_path / "both.json"
-    engine = subprocess.Popen(
+
+    def play():
+        time.sleep(0.3)
+        return client_duplex(x, sinks["speaker"], f"{sinks['earpiece']}.monitor")
+
+    (recorded, _, _, _), status, out, err = run_headset(
         [
-            *CLI,
-            "headset",
             "--input",
             f"{sinks['headset']}.monitor",
             "--mic-name",
@@ -434,32 +450,12 @@ def test_headset_receive_path_protects_the_ear_through_the_virtual_speaker(sinks
             sinks["earpiece"],
             "--report",
             str(report_path),
-            "--quiet",
         ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        # The engine creates the virtual speaker; ready once it records its monitor.
+        ready=lambda: vd.virtual_speaker_status(sinks["speaker"]).recorders >= 1,
+        play=play,
     )
-    try:
-        deadline = time.monotonic() + 30.0
-        while True:
-            try:
-                if vd.virtual_speaker_status(sinks["speaker"]).recorders >= 1:
-                    break
-            except vd.DeviceError:
-                pass  # the speaker is created by the engine; not there yet
-            assert engine.poll() is None, f"headset exited early: {engine.communicate()}"
-            assert time.monotonic() < deadline, "the receive path never started"
-            time.sleep(0.1)
-        time.sleep(0.3)
-        recorded, _, _, _ = client_duplex(x, sinks["speaker"], f"{sinks['earpiece']}.monitor")
-        engine.send_signal(signal.SIGINT)
-        out, err = engine.communicate(timeout=30.0)
-    finally:
-        if engine.poll() is None:
-            engine.kill()
-            engine.wait()
-    assert engine.returncode == 130, err
+    assert status == 130, err
     pipelines = json.loads(report_path.read_text())["pipelines"]
     assert set(pipelines) == {"headset", "receive"}
     assert "Latency report — receive" in out
