@@ -23,6 +23,7 @@ from audio_engine.cli import main
 from audio_engine.dsp.base import Gain
 from audio_engine.errors import ConfigError, DeviceError
 from audio_engine.io import device
+from audio_engine.io import virtual_device as vd
 from audio_engine.io.device import DeviceStream, check_settings, resolve_device
 from audio_engine.io.ringbuffer import RingBuffer
 from audio_engine.pipeline import Pipeline
@@ -484,6 +485,39 @@ def test_ring_buffer_one_writer_one_reader_thread_lose_nothing():
 def test_ring_buffer_rejects_bad_sizes(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         RingBuffer(**kwargs)
+
+
+# -- virtual device without a server ----------------------------------------------------------
+
+
+def test_virtual_mic_without_pactl_says_what_to_install(monkeypatch, capsys):
+    monkeypatch.setattr(vd.shutil, "which", lambda name: None)
+    with pytest.raises(DeviceError, match=r"pactl not found.*apt-get install pulseaudio-utils"):
+        vd.create_virtual_mic()
+    assert main(["virtual-mic", "status"]) == 2
+    assert capsys.readouterr().err.startswith("audio-engine virtual-mic: error: pactl not found")
+
+
+def test_virtual_mic_without_a_server_is_one_clear_line(monkeypatch, tmp_path, capsys):
+    if vd.shutil.which("pactl") is None:
+        pytest.skip("pactl not installed: the no-server message comes from pactl itself")
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))  # a runtime folder with no server in it
+    monkeypatch.delenv("PULSE_SERVER", raising=False)
+    assert main(["virtual-mic", "create"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "audio-engine virtual-mic: error: no PulseAudio/PipeWire sound server answers"
+    )
+    assert "VB-Cable/BlackHole" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", ["", "two words", "-dash", "x" * 64, "Clean.monitor", 7])
+def test_virtual_device_names_are_checked_before_pactl_runs(monkeypatch, name):
+    monkeypatch.setattr(vd, "pactl", lambda *a, **k: pytest.fail("pactl must not run"))
+    with pytest.raises(ConfigError, match=r"is not a valid virtual device name: use 1-63"):
+        vd.create_virtual_mic(name)
 
 
 # -- commands ----------------------------------------------------------------------------------

@@ -75,7 +75,9 @@ def pactl(*args: str, timeout_s: float = PACTL_TIMEOUT_S) -> str:
             f"pactl {' '.join(args)} did not answer within {timeout_s:g} s: the sound server hangs"
         ) from None
     if result.returncode != 0:
-        message = (result.stderr or result.stdout).strip() or f"exit status {result.returncode}"
+        # One line: pactl prints the error and pa_context_connect's echo of it on two.
+        lines = [line.strip() for line in (result.stderr or result.stdout).splitlines()]
+        message = "; ".join(line for line in lines if line) or f"exit status {result.returncode}"
         if "Connection refused" in message or "Connection failure" in message:
             raise DeviceError(
                 f"no PulseAudio/PipeWire sound server answers ({message}); start one, or on "
