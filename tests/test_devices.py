@@ -534,5 +534,42 @@ def test_headset_rejects_bad_values_before_touching_devices(sd, capsys):
     assert main(["headset", "--input", "USB", "--output", "USB", "--attenuation-db", "70"]) == 2
     assert "--attenuation-db=70.0 is not in 0..60 dB" in capsys.readouterr().err
     assert main(["headset", "--input", "Jabra", "--output", "USB", "--seconds", "1"]) == 2
-    assert "no input device matches 'Jabra'" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "no input device matches 'Jabra'" in captured.err
+    assert captured.out == ""  # nothing ran, so no empty latency report
     assert sd.opened == []
+
+
+def test_headset_runs_on_a_device_reports_and_exits_2_when_the_device_is_lost(sd, capsys):
+    import json
+
+    # A normal timed run: both stages built, streams started and stopped, report printed.
+    assert main(["headset", "--input", "USB", "--output", "USB", "--seconds", "0.6"]) == 0
+    out = capsys.readouterr().out
+    assert "Latency report — headset" in out and "NoiseSuppressor" in out
+    assert "PortAudio reported latency: input 20.00 ms, output 30.00 ms" in out
+    assert all(s.closed for s in sd.opened)
+
+    # The headset vanishes mid-run (PortAudio stops calling back: the stream goes inactive).
+    def unplug_soon():
+        time.sleep(0.3)
+        sd.opened[-1].active = False
+
+    sd.opened.clear()
+    threading.Thread(target=unplug_soon, daemon=True).start()
+    report_path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ae-lost-{os.getpid()}.json")
+    status = main(
+        [
+            "headset",
+            *("--input", "USB", "--output", "USB", "--seconds", "5"),
+            *("--on-device-loss", "exit", "--report", report_path),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert status == 2
+    assert "error: the audio stream stopped (stream on input 0 'USB Headset'" in captured.err
+    assert "Latency report — headset" in captured.out  # the report still comes out
+    with open(report_path) as f:
+        telemetry = json.load(f)["pipelines"]["headset"]["telemetry"]
+    os.remove(report_path)
+    assert telemetry["device losses"] == 1

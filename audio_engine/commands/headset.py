@@ -225,9 +225,11 @@ def run(args: argparse.Namespace) -> int:
     interrupted = False
     started = time.monotonic()
     live = None
+    ran = False  # whether any stream started: a run that never started has nothing to report
     try:
         for supervisor, pipe in zip(supervisors, pipelines, strict=True):
             supervisor.start()
+            ran = True
             console.print(f"{pipe.name}: {supervisor.stream.describe()}", highlight=False)
         if not args.quiet and console.is_terminal:
             live = Live("", console=console, refresh_per_second=4, transient=False)
@@ -258,9 +260,9 @@ def run(args: argparse.Namespace) -> int:
         ]
         for supervisor in supervisors:
             supervisor.stop()
-
-    for r in reports:
-        print(r.to_text())
-    if args.report:
-        write_reports_json(args.report, reports, extra={"requested_latency_s": latency})
+        # Every way out (time up, Ctrl-C, a lost device under --on-device-loss exit) reports.
+        for r in reports if ran else []:
+            print(r.to_text())
+        if args.report and ran:
+            write_reports_json(args.report, reports, extra={"requested_latency_s": latency})
     return 130 if interrupted else 0
