@@ -214,11 +214,6 @@ def test_any_block_sequence_gives_finite_bounded_output(name):
 
 #: Known gaps in recovery: (processor, bad kind) -> why, and whose file must change.
 SLOW_RECOVERY = {
-    ("ceiling-rms", "over-full-scale"): "OutputCeiling's mean-square detector takes x up to 1e6 "
-    "(masking_kernels.ceiling_limit clamps at 1e6): 0.2 s at 1e3 keeps the output 40 dB down "
-    "for over a second; clamping the detector input at the channel's peak limit fixes it",
-    ("ceiling-rms", "huge"): "same: 1e30 is clamped to 1e6, output 100 dB down after 1.5 s "
-    "(audio_engine/dsp/masking_kernels.py ceiling_limit)",
     ("hearing", "over-full-scale"): "HearingProtector's level control takes samples beyond full "
     "scale as ear levels (0.2 s at 1e3 = 170 dB SPL): the caller stays 6 dB quieter for 10 s "
     "(audio_engine/dsp/hearing.py: clamp the detector input at +-1.0)",

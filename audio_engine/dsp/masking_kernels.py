@@ -233,6 +233,8 @@ def ceiling_limit(
     The invariant ``ms_out <= ms_limit`` holds after every sample: if ``ms_out <= L`` then
     ``y**2 <= (L - a * ms_out) / (1 - a)`` keeps ``a * ms_out + (1 - a) * y**2 <= L``. The
     smooth gain normally keeps the output below, so the hard bound only acts as a last resort.
+    The mean-square detector's input is clamped at ``peak_limit``, so after garbage (1e3, 1e30)
+    it holds no more than a full-bound signal would and the gain recovers within its release.
     """
     frames = block.shape[0]
     channels = block.shape[1]
@@ -258,7 +260,15 @@ def ceiling_limit(
                 x = 1e6
             elif x < -1e6:
                 x = -1e6
-            mi = alpha_ms * mi + one_minus * x * x
+            # The mean-square detector takes at most the peak bound: a sample beyond it is
+            # clipped garbage (the output never carries more), and counting it at its face value
+            # (1e30 squared) would hold the smooth gain tens of dB down for seconds afterwards.
+            xd = x
+            if xd > peak:
+                xd = peak
+            elif xd < -peak:
+                xd = -peak
+            mi = alpha_ms * mi + one_minus * xd * xd
             want = 1.0
             if mi > limit:
                 want = np.sqrt(limit / mi)
