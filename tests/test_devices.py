@@ -241,6 +241,21 @@ def test_stream_with_unsupported_rate_fails_before_opening(sd):
     assert sd.opened == []
 
 
+def test_a_device_that_refuses_to_open_leaves_nothing_open(sd):
+    class Refusing(sd.OutputStream):
+        def __init__(self, *args, **kwargs):
+            raise FakePortAudioError("Device unavailable [PaErrorCode -9985]")
+
+    sd.OutputStream = Refusing
+    with pytest.raises(
+        DeviceError,
+        match=r"cannot open the duplex stream on input 0 'USB Headset' .* output 1 'HDMI Output'"
+        r".* at 48000 Hz, block 480: Device unavailable",
+    ):
+        DeviceStream(Pipeline([Gain(48000, 480, 1)]), "duplex", "USB", "HDMI")
+    assert [s.closed for s in sd.opened] == [True]  # the capture side it had opened
+
+
 def test_bad_latency_and_mode_are_config_errors(sd):
     pipeline = Pipeline([Gain(48000, 480, 1)])
     with pytest.raises(

@@ -10,10 +10,10 @@ them then). Every failure a user can cause — no PortAudio library, no device, 
 that says what was asked and what exists.
 
 Duplex on one PortAudio device is one PortAudio stream. Input and output on two different
-devices are two streams joined by a :class:`~audio_engine.io.ringbuffer.RingBuffer`: the input
-callback runs the pipeline and writes the ring, the output callback only copies from it, so each
-device keeps its own clock and a drift between them costs a dropped or zero-filled block, never
-a blocked callback.
+devices (or on one, with ``bridge=True``) are two streams joined by a
+:class:`~audio_engine.io.ringbuffer.RingBuffer`: the input callback runs the pipeline and writes
+the ring, the output callback only copies from it, so each device keeps its own clock and a
+drift between them costs a counted skip or zero-filled block, never a blocked callback.
 
 sounddevice is imported lazily (:func:`import_sounddevice`), so the engine, its tests and
 ``audio-engine --help`` work on machines without PortAudio.
@@ -508,7 +508,8 @@ class DeviceStream:
                             **common,
                         )
                     ]
-            streams = []
+            streams = []  # kept outside the try's result, to close them if a later one fails
+            self._partial = streams
             if self.input is not None:
                 with _pulse_routing(self.input):
                     streams.append(
@@ -533,6 +534,9 @@ class DeviceStream:
                     )
             return streams
         except Exception as exc:  # noqa: BLE001 - PortAudioError: the device refused to open
+            for opened in getattr(self, "_partial", []):
+                with contextlib.suppress(Exception):
+                    opened.close()
             raise DeviceError(
                 f"cannot open the {self.mode} stream on "
                 f"{self.describe()} at {self.sample_rate} Hz, block {self.block_size}: {exc}"
