@@ -129,6 +129,7 @@ def sd(monkeypatch):
     fake = fake_sounddevice(HEADSET_ROOM)
     monkeypatch.setitem(sys.modules, "sounddevice", fake)
     monkeypatch.setattr(device, "_pulse_names", lambda kind: [])
+    monkeypatch.setattr(device, "sound_server_names", lambda kind: [])
     return fake
 
 

@@ -38,10 +38,10 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from audio_engine.io.device import _pulse_names, list_devices
+    from audio_engine.io.device import list_devices, sound_server_names
 
     devices = list_devices(probe_rates=not args.no_probe)
-    sinks, sources = _pulse_names("output"), _pulse_names("input")
+    sinks, sources = sound_server_names("output"), sound_server_names("input")
     if args.json:
         payload = {
             "devices": [asdict(d) for d in devices],

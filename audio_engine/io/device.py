@@ -187,7 +187,7 @@ class Endpoint:
         return text
 
 
-def _pulse_names(kind: Kind) -> list[str]:
+def sound_server_names(kind: Kind) -> list[str]:
     """PulseAudio source (input) or sink (output) names, or [] when no server answers."""
     exe = shutil.which("pactl")
     if exe is None:
@@ -317,7 +317,7 @@ def check_settings(endpoint: Endpoint, sample_rate: int, channels: int) -> None:
         )
     check = sd.check_input_settings if endpoint.kind == "input" else sd.check_output_settings
     try:
-        with _pulse_routing(endpoint):
+        with pulse_routing(endpoint):
             check(device=endpoint.index, channels=channels, dtype="float32", samplerate=sample_rate)
     except Exception as exc:  # noqa: BLE001 - PortAudioError / ValueError: the device refuses
         rates = _supported_rates(sd, endpoint.index, endpoint.kind)
@@ -329,7 +329,7 @@ def check_settings(endpoint: Endpoint, sample_rate: int, channels: int) -> None:
 
 
 @contextlib.contextmanager
-def _pulse_routing(*endpoints: Endpoint | None):
+def pulse_routing(*endpoints: Endpoint | None):
     """Point the ALSA pulse plugin at the endpoints' server sink/source while a stream opens."""
     saved = {}
     try:
@@ -345,6 +345,12 @@ def _pulse_routing(*endpoints: Endpoint | None):
                 os.environ.pop(var, None)
             else:
                 os.environ[var] = value
+
+
+# The names other modules and tests used before these became public; the lookup in
+# resolve_device goes through _pulse_names so a test can replace it.
+_pulse_names = sound_server_names
+_pulse_routing = pulse_routing
 
 
 @njit(cache=True)
@@ -499,7 +505,7 @@ class DeviceStream:
         p = self.pipeline
         try:
             if self.mode == "duplex" and not self.bridged:
-                with _pulse_routing(self.input, self.output):
+                with pulse_routing(self.input, self.output):
                     return [
                         sd.Stream(
                             device=(self.input.index, self.output.index),
@@ -511,7 +517,7 @@ class DeviceStream:
             streams = []  # kept outside the try's result, to close them if a later one fails
             self._partial = streams
             if self.input is not None:
-                with _pulse_routing(self.input):
+                with pulse_routing(self.input):
                     streams.append(
                         sd.InputStream(
                             device=self.input.index,
@@ -521,7 +527,7 @@ class DeviceStream:
                         )
                     )
             if self.output is not None:
-                with _pulse_routing(self.output):
+                with pulse_routing(self.output):
                     streams.append(
                         sd.OutputStream(
                             device=self.output.index,
