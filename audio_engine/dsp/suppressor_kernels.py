@@ -26,12 +26,10 @@ import numpy as np
 from numba import njit
 from rocket_fft import c2r, r2c
 
-# Rows of the per-bin state array ``bins`` (channels, BIN_ROWS, bins).
-NOISE, SPP_SMOOTH, PREV_CLEAN, ZETA, REF_POWER, EXT_NOISE, GAIN_PREV, SMOOTH_POWER, RUN_MIN = range(
-    9
-)
-BIN_ROWS = 9 + 4  # the last MIN_SUBWINDOWS rows hold the past sub-window minima
+# Rows of the per-unit state array ``bins`` (channels, BIN_ROWS, analysis units).
+NOISE, SPP_SMOOTH, PREV_CLEAN, ZETA, REF_POWER, EXT_NOISE, SMOOTH_POWER, RUN_MIN = range(8)
 MIN_SUBWINDOWS = 4
+BIN_ROWS = RUN_MIN + 1 + MIN_SUBWINDOWS  # the last rows hold the past sub-window minima
 
 # Columns of the per-channel scalar state ``chan`` (channels, CHAN_COLS).
 (
@@ -183,9 +181,9 @@ def _frame(
     r2c(xw, spec, axes, True, 1.0, 1)
     # Everything below works on analysis units: single bins up to 4 kHz, then groups of bins
     # (250 Hz to 8 kHz, 500 Hz above) whose mean power stands for them. Above 4 kHz speech
-    # harmonics are not resolved anyway, and it cuts the per-frame work by 3.4x at 48 kHz.
-    n_bins = unit_edges.shape[0] - 1
-    for u in range(n_bins):
+    # harmonics are not resolved anyway; at 48 kHz it is 112 units instead of 385 bins.
+    n_units = unit_edges.shape[0] - 1
+    for u in range(n_units):
         total = 0.0
         for k in range(unit_edges[u], unit_edges[u + 1]):
             bin_power[k] = spec[k].real * spec[k].real + spec[k].imag * spec[k].imag
@@ -198,7 +196,6 @@ def _frame(
     zeta = bins[c, ZETA]
     ref_power = bins[c, REF_POWER]
     ext_noise = bins[c, EXT_NOISE]
-    gain_prev = bins[c, GAIN_PREV]
 
     noise_floor = config[C_NOISE_FLOOR]
     seen = chan[c, FRAMES_SEEN]
@@ -209,7 +206,7 @@ def _frame(
         # The first frames have no estimate yet: average them (speech at start is tolerated, the
         # tracker falls fast from an overestimate).
         w = 1.0 / (seen + 1.0)
-        for k in range(n_bins):
+        for k in range(n_units):
             noise[k] = max(noise[k] + w * (power[k] - noise[k]), noise_floor)
             ref_power[k] = noise[k]
             bins[c, SMOOTH_POWER, k] = noise[k]
@@ -225,7 +222,7 @@ def _frame(
     run_min = bins[c, RUN_MIN]
     alpha_s = config[C_MIN_SMOOTH]
     bias = config[C_MIN_BIAS]
-    for k in range(n_bins):
+    for k in range(n_units):
         post = power[k] / noise[k]
         p1 = 1.0 / (1.0 + (1.0 + XI_H1) * np.exp(-min(post * shrink, 80.0)))
         spp_smooth[k] = alpha_p * spp_smooth[k] + (1.0 - alpha_p) * p1
@@ -252,7 +249,7 @@ def _frame(
             chan[c, SUBWINDOW_FRAME] = 0.0
             slot = int(chan[c, SUBWINDOW_SLOT])
             row = BIN_ROWS - MIN_SUBWINDOWS + slot
-            for k in range(n_bins):
+            for k in range(n_units):
                 bins[c, row, k] = run_min[k]
                 run_min[k] = smooth_power[k]
             chan[c, SUBWINDOW_SLOT] = (slot + 1) % MIN_SUBWINDOWS
@@ -269,7 +266,7 @@ def _frame(
         high_now = 0.0
         high_ref = 0.0
         raised = 0
-        for k in range(high_lo, n_bins):
+        for k in range(high_lo, n_units):
             r = max(ref_power[k], noise[k])
             high_now += power[k]
             high_ref += r
@@ -288,7 +285,7 @@ def _frame(
         if (
             rise_high_db >= config[C_RISE_DB]
             and rise_high_db - rise_low_db >= TILT_DB
-            and raised >= BROADBAND_FRACTION * (n_bins - high_lo)
+            and raised >= BROADBAND_FRACTION * (n_units - high_lo)
         ):
             transient = True
     # A click event: the gain hold (the click's bins at the floor) lasts C_TRANSIENT_HOLD hops
@@ -315,7 +312,7 @@ def _frame(
         hold -= 1.0
     if was_frozen and freeze <= 0.0:
         # Event over: what is there now (a fricative that outlasted it) is the new reference.
-        for k in range(n_bins):
+        for k in range(n_units):
             ref_power[k] = max(ref_power[k], power[k])
     chan[c, TRANSIENT_AGE] = age
     chan[c, TRANSIENT_HOLD] = hold
@@ -325,7 +322,7 @@ def _frame(
         # decay does not hide the next click 40-90 ms later.
         alpha_up = config[C_REF_ALPHA]
         alpha_down = config[C_REF_ALPHA_DOWN]
-        for k in range(n_bins):
+        for k in range(n_units):
             a = alpha_up if power[k] > ref_power[k] else alpha_down
             ref_power[k] = a * ref_power[k] + (1.0 - a) * power[k]
 
@@ -338,7 +335,7 @@ def _frame(
     speech_sum = 0.0
     noise_sum = 0.0
     frame_zeta = 0.0
-    for k in range(n_bins):
+    for k in range(n_units):
         nk = noise[k]
         if use_ext and ext_noise[k] > nk:
             nk = ext_noise[k]
@@ -388,7 +385,7 @@ def _frame(
 
     # -- a-priori speech absence (local and global smoothing over frequency) ------------------
     csum[0] = 0.0
-    for k in range(n_bins):
+    for k in range(n_units):
         csum[k + 1] = csum[k] + zeta[k]
     local_half = bands[B_LOCAL_HALF]
     global_half = bands[B_GLOBAL_HALF]
@@ -402,7 +399,7 @@ def _frame(
     out_energy = 0.0
     presence_sum = 0.0
     in_pause = chan[c, TRANSIENT_IN_PAUSE] > 0.0
-    for k in range(n_bins):
+    for k in range(n_units):
         if p_frame <= 0.0:
             # Cohen's frame term says no speech in the whole 300-3400 Hz band: every bin is
             # noise, the gain is the floor (this is what makes the floor the attenuation).
@@ -410,10 +407,10 @@ def _frame(
             g = floor_gain
         else:
             a = max(k - local_half, 0)
-            b = min(k + local_half + 1, n_bins)
+            b = min(k + local_half + 1, n_units)
             p_local = _presence_map((csum[b] - csum[a]) / (b - a))
             a = max(k - global_half, 0)
-            b = min(k + global_half + 1, n_bins)
+            b = min(k + global_half + 1, n_units)
             p_global = _presence_map((csum[b] - csum[a]) / (b - a))
             q = min(1.0 - p_local * p_global * p_frame, Q_MAX)
             xi = yt[k]
@@ -427,7 +424,6 @@ def _frame(
             # the click came in a pause).
             g = floor_gain
         gain[k] = g
-        gain_prev[k] = g
         width = unit_edges[k + 1] - unit_edges[k]
         in_energy += width * power[k]
         out_energy += width * g * g * power[k]
@@ -446,7 +442,7 @@ def _frame(
     chan[c, FRAMES_SEEN] = seen + 1.0
 
     # -- synthesis: gains, inverse FFT, short synthesis window, overlap-add --------------------
-    for u in range(n_bins):
+    for u in range(n_units):
         g = gain[u]
         for k in range(unit_edges[u], unit_edges[u + 1]):
             spec[k] = spec[k] * g
@@ -618,7 +614,6 @@ def reset_channel(c, hpf, frame, ola, bins, chan, out_wet, config):
     bins[c, PREV_CLEAN, :] = 0.0
     bins[c, ZETA, :] = 0.0
     bins[c, REF_POWER, :] = noise_floor
-    bins[c, GAIN_PREV, :] = 1.0
     chan[c, TRANSIENT_HOLD] = 0.0
     chan[c, AGENT_LEVEL_DB] = -200.0
     chan[c, FRAMES_SEEN] = 0.0
