@@ -43,7 +43,7 @@ PROBE_SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 32000, 44100, 
 #: (ALSA ``pulse`` plugin, one duplex stream, block 480 at 48 kHz, machine shared and loaded),
 #: a 0 dB stream between two float32 null sinks was compared sample by sample with its input
 #: (``python -m tests.test_soundserver 10 low,0.04,0.05,0.06,0.08``). Corrupted runs: ``'low'``
-#: 4/13, 0.04 s and ``'high'`` 3/42, 0.05-0.06 s 0/28, 0.08-0.1 s 15/18 — most of them with no
+#: 4/13, 0.04 s and ``'high'`` 3/42, 0.05-0.06 s 0/38, 0.08-0.1 s 15/18 — most of them with no
 #: status flag at all (the stream slips samples silently). 0.05 s (PortAudio then reports 60 ms
 #: in, 70 ms out) was clean in every run; the engine then adds 70-105 ms of one-way delay.
 #: docs/virtual_mic.md explains the trade-off and how to re-measure on a given machine.
