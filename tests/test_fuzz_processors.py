@@ -214,11 +214,6 @@ def test_any_block_sequence_gives_finite_bounded_output(name):
 
 #: Known gaps in recovery: (processor, bad kind) -> why, and whose file must change.
 SLOW_RECOVERY = {
-    ("hearing", "over-full-scale"): "HearingProtector's level control takes samples beyond full "
-    "scale as ear levels (0.2 s at 1e3 = 170 dB SPL): the caller stays 6 dB quieter for 10 s "
-    "(audio_engine/dsp/hearing.py: clamp the detector input at +-1.0)",
-    ("hearing", "huge"): "same: after 1e30 the receive path is silent (-195 dB) a second "
-    "later and 20 dB down for over 30 s (audio_engine/dsp/hearing.py)",
     ("mvdr", "inf"): "MvdrBeamformer after 0.2 s of Inf (or |x| >= 1e3): measured +16 dB for "
     "about 2 s, then normal; its noise covariance needs clamped input "
     "(audio_engine/dsp/beamformer.py)",

@@ -57,6 +57,17 @@ TELECOM_LIMIT_DBA = 118.0
 #: in conversation (ITU-T G.114 counts every millisecond of mouth-to-ear delay).
 MAX_LOOKAHEAD_MS = 2.0
 
+#: Digital full scale. A receive path decodes to integer PCM, so a sample beyond +-1.0 can only be
+#: clipping or garbage (a float stage gone wrong, a driver's first buffers): the slow detectors
+#: (level control, startle running level) take it as clipping at full scale.
+FULL_SCALE = 1.0
+
+#: The fast anti-startle detector measures up to 140 dB SPL at the ear and no further: the EU
+#: exposure limit value for peak sound pressure (Directive 2003/10/EC, art. 3: 200 Pa, 140 dB(C)
+#: re 20 uPa). Louder than that the cut to the startle bound is the deepest it ever needs to be
+#: (about 50 dB); measuring 1e30 at face value would cut 600 dB and take seconds to release.
+STARTLE_DETECTOR_MAX_DB_SPL = 140.0
+
 #: Event kinds in the ring and the log.
 EVENT_KINDS = {1: "limit", 2: "startle", 3: "loud_caller", 4: "dose_warning", 5: "dose_limit"}
 KIND_LIMIT, KIND_STARTLE, KIND_LOUD_CALLER, KIND_DOSE_WARNING, KIND_DOSE_LIMIT = 1, 2, 3, 4, 5
@@ -102,7 +113,9 @@ _P_DOSE_MAX_DB = 20
 _P_DOSE_SLEW_DB = 21
 _P_METER = 22
 _P_FLOOR_DB = 23
-_P_SIZE = 24
+_P_ST_MAX_AMP = 24
+_P_FS_SQUARE_DB = 25
+_P_SIZE = 26
 
 # Float state slots.
 _S_LC_FAST = 0
@@ -219,7 +232,14 @@ def _protect_kernel(
             a = abs(v)
             if a > peak:
                 peak = a
-        sq = peak * peak
+        # Beyond full scale the slow detectors see clipping and the fast startle detector at
+        # most 140 dB SPL (FULL_SCALE, STARTLE_DETECTOR_MAX_DB_SPL): at face value, 20 ms of
+        # 1e30 (700 dB SPL) would fill their averages for minutes and leave the caller silent
+        # long after the garbage stopped. The hard limit still acts on the true peak.
+        fast_peak = peak if peak < params[_P_ST_MAX_AMP] else params[_P_ST_MAX_AMP]
+        sq = fast_peak * fast_peak
+        slow_peak = peak if peak < FULL_SCALE else FULL_SCALE
+        sq_slow = slow_peak * slow_peak
 
         # 1. Slow level control, updated only while the caller is audible (no pumping).
         lc_db = fstate[_S_LC_DB]
@@ -228,7 +248,7 @@ def _protect_kernel(
             # before): a shock that stage is cutting must not teach the slow stage that the
             # caller is 40 dB louder, or normal speech after it would be turned down for many
             # seconds while the average forgets.
-            heard = sq * 10.0 ** (fstate[_S_ST_DB] / 10.0)
+            heard = sq_slow * 10.0 ** (fstate[_S_ST_DB] / 10.0)
             fstate[_S_LC_FAST] += (heard - fstate[_S_LC_FAST]) * params[_P_LC_FAST]
             if fstate[_S_LC_FAST] > params[_P_LC_GATE_MS]:
                 fstate[_S_LC_SLOW] += (heard - fstate[_S_LC_SLOW]) * params[_P_LC_SLOW]
@@ -255,8 +275,10 @@ def _protect_kernel(
             if fast_db < floor_db:
                 fast_db = floor_db
             run = fstate[_S_ST_RUN_DB]
-            coef = params[_P_ST_RUN_UP] if fast_db > run else params[_P_ST_RUN_DOWN]
-            run += (fast_db - run) * coef
+            # The running level is the caller's: at most a full-scale square wave (+3 dB).
+            run_in = fast_db if fast_db < params[_P_FS_SQUARE_DB] else params[_P_FS_SQUARE_DB]
+            coef = params[_P_ST_RUN_UP] if run_in > run else params[_P_ST_RUN_DOWN]
+            run += (run_in - run) * coef
             fstate[_S_ST_RUN_DB] = run
             bound = max(params[_P_ST_THRESHOLD_DB], run + params[_P_ST_MARGIN_DB])
             target = bound - fast_db if fast_db > bound else 0.0
@@ -327,7 +349,7 @@ def _protect_kernel(
                 telemetry[T_MAX_EAR_PEAK_DB_SPL] = peak_db
 
         # Events with hysteresis: limit, startle, loud caller.
-        in_db = 20.0 * math.log10(peak + 1e-30) + sens
+        in_db = 20.0 * math.log10(fast_peak + 1e-30) + sens
         now = istate[_I_SAMPLES]
         for kind in range(3):
             if kind == 0:
@@ -491,8 +513,11 @@ class HearingProtector(Processor):
     Notes
     -----
     :meth:`process` is real-time safe (Numba kernels compiled here; no allocation, no I/O), and
-    ``block`` may be ``out``. NaN and Inf input samples are output as silence; huge ones are
-    limited like any other. Latency is ``round(lookahead_ms * sample_rate / 1000)`` samples.
+    ``block`` may be ``out``. NaN and Inf input samples are output as silence. Samples beyond
+    digital full scale are limited like any other (the hard limit acts on the true peak), but
+    the slow detectors take them as clipping at :data:`FULL_SCALE` and the anti-startle detector
+    as at most :data:`STARTLE_DETECTOR_MAX_DB_SPL`, so garbage (1e3, 1e30) is forgotten within a
+    second like a real squeal, instead of leaving the caller silent for tens of seconds. Latency is ``round(lookahead_ms * sample_rate / 1000)`` samples.
 
     Examples
     --------
@@ -574,6 +599,11 @@ class HearingProtector(Processor):
         p[_P_DOSE_SLEW_DB] = 0.5 / fs  # 0.5 dB/s: gentle enough not to be noticed as a step
         p[_P_METER] = _one_pole(0.125, fs)
         p[_P_FLOOR_DB] = _FLOOR_DB_SPL
+        p[_P_ST_MAX_AMP] = max(
+            FULL_SCALE, self.profile.amplitude_for_db_spl(STARTLE_DETECTOR_MAX_DB_SPL)
+        )
+        # Level of a full-scale square wave in the detectors' sine-equivalent dB SPL.
+        p[_P_FS_SQUARE_DB] = sens + 10.0 * math.log10(2.0 * FULL_SCALE * FULL_SCALE)
         self._params = p
 
         size = self._lookahead + 1
