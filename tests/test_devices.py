@@ -259,6 +259,10 @@ def test_a_device_that_refuses_to_open_leaves_nothing_open(sd):
 
 def test_bad_latency_and_mode_are_config_errors(sd):
     pipeline = Pipeline([Gain(48000, 480, 1)])
+    with pytest.raises(ConfigError, match=r"input_channels=0 is not an integer in 1..64"):
+        DeviceStream(pipeline, "duplex", "USB", "USB", input_channels=0)
+    with pytest.raises(DeviceError, match=r"has 1 input channel\(s\); 2 requested"):
+        DeviceStream(pipeline, "duplex", "USB", "USB", input_channels=2)
     with pytest.raises(
         ConfigError, match=r"latency='fast' is not 'low', 'high' or seconds in 0..1"
     ):
@@ -298,9 +302,14 @@ def test_duplex_callback_processes_and_counts_status_flags(sd):
     stream = DeviceStream(pipeline, "duplex", "USB", "USB")
     (pa,) = sd.opened
     assert pa.channels == (1, 1)
+    pa.close()
+    # A device that only captures in stereo: open 2 channels, process the first.
+    sd.opened.clear()
+    stream = DeviceStream(pipeline, "duplex", "pulse", "pulse", input_channels=2)
+    (pa,) = sd.opened
+    assert pa.channels == (2, 1)
     x = white(480, offset=1)
-    # Devices with more channels than the pipeline: only the first channel is processed.
-    indata = np.repeat(x, 2, axis=1)
+    indata = np.concatenate([x, -x], axis=1)
     outdata = np.empty((480, 1), np.float32)
     with stream:
         pa.callback(indata, outdata, 480, None, FakeFlags())

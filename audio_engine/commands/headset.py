@@ -95,6 +95,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="PortAudio latency per direction: seconds, 'low' or 'high' (default: 0.05)",
     )
     parser.add_argument(
+        "--input-channels",
+        type=int,
+        default=1,
+        metavar="N",
+        help="channels to capture from --input; the first is processed (default: 1; use 2 for "
+        "a headset that only opens in stereo)",
+    )
+    parser.add_argument(
         "--two-streams",
         action="store_true",
         help="run capture and playback as two PortAudio streams joined by a ring buffer "
@@ -195,12 +203,20 @@ def run(args: argparse.Namespace) -> int:
     pipeline = build_headset_pipeline(args.rate, args.block, 1, args.attenuation_db)
     suppressor = pipeline.stages[0]
 
-    def opener(pipe, source, sink):
+    def opener(pipe, source, sink, input_channels=1):
         # Devices by name, so a headset re-plugged under a new index is found on reopen.
-        return lambda: DeviceStream(pipe, "duplex", source, sink, latency=latency, bridge=bridge)
+        return lambda: DeviceStream(
+            pipe,
+            "duplex",
+            source,
+            sink,
+            latency=latency,
+            bridge=bridge,
+            input_channels=input_channels,
+        )
 
     pipelines = [pipeline]
-    openers = [opener(pipeline, args.input, output)]
+    openers = [opener(pipeline, args.input, output, args.input_channels)]
     if args.receive is not None:
         from audio_engine.dsp.hearing import HearingProtector
 

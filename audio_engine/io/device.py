@@ -395,6 +395,12 @@ class DeviceStream:
     tap : callable, optional
         ``tap(out_block)`` after each processed block of an input-only stream (real-time safe
         consumers only, e.g. :meth:`RingBuffer.write`).
+    bridge : bool, optional
+        Run a duplex stream as two PortAudio streams joined by a ring buffer. Default: only
+        when input and output are different PortAudio devices.
+    input_channels : int, optional
+        Channels to capture, >= ``pipeline.channels`` (default equal): for a device that only
+        opens in stereo; the pipeline takes the first ``pipeline.channels``.
 
     Notes
     -----
@@ -418,6 +424,7 @@ class DeviceStream:
         latency: float | str = DEFAULT_LATENCY_S,
         tap=None,
         bridge: bool | None = None,
+        input_channels: int | None = None,
     ):
         from audio_engine.engine import PipelineCallback
 
@@ -436,8 +443,20 @@ class DeviceStream:
         self.block_size = pipeline.block_size
         self.input = resolve_device(input_device, "input") if mode != "output" else None
         self.output = resolve_device(output_device, "output") if mode != "input" else None
+        if input_channels is None:
+            input_channels = pipeline.channels
+        if (
+            isinstance(input_channels, bool)
+            or not isinstance(input_channels, int | np.integer)
+            or not pipeline.channels <= input_channels <= 64
+        ):
+            raise ConfigError(
+                f"input_channels={input_channels!r} is not an integer in "
+                f"{pipeline.channels}..64 (the pipeline takes {pipeline.channels})"
+            )
+        self.input_channels = int(input_channels)
         if self.input is not None:
-            check_settings(self.input, self.sample_rate, pipeline.channels)
+            check_settings(self.input, self.sample_rate, self.input_channels)
         if self.output is not None:
             check_settings(self.output, self.sample_rate, pipeline.output_channels)
         # Two different PortAudio devices have two clocks: bridge them with a ring buffer
@@ -509,7 +528,7 @@ class DeviceStream:
                     return [
                         sd.Stream(
                             device=(self.input.index, self.output.index),
-                            channels=(p.channels, p.output_channels),
+                            channels=(self.input_channels, p.output_channels),
                             callback=self._main_callback,
                             **common,
                         )
@@ -521,7 +540,7 @@ class DeviceStream:
                     streams.append(
                         sd.InputStream(
                             device=self.input.index,
-                            channels=p.channels,
+                            channels=self.input_channels,
                             callback=self._input_callback,
                             **common,
                         )
