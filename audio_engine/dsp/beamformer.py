@@ -46,9 +46,10 @@ from audio_engine.array_config import ArrayConfig
 from audio_engine.dsp.base import Processor, check_channels
 from audio_engine.errors import ConfigError
 
-#: Samples beyond this magnitude (60 dB over full scale) are clamped; NaN becomes 0. Keeps one
-#: bad block from poisoning the covariance or the filter state for seconds.
-SAMPLE_LIMIT = 1000.0
+#: Samples beyond digital full scale are clamped to it (they can only be clipping or garbage);
+#: NaN becomes 0. Keeps one bad block from poisoning the covariance or the filter state: at the
+#: former 1e3 (60 dB over full scale) the MVDR came out 16 dB loud for 2 s after it.
+SAMPLE_LIMIT = 1.0
 
 #: Lagrange interpolator order: 6 taps, used with its fractional delay in [2, 3) (centred).
 LAGRANGE_ORDER = 5
@@ -810,7 +811,8 @@ def build_array_pipeline(
         Of the stream or file.
     attenuation_db : float or None
         The post-filter's ``attenuation_db``; ``None`` leaves the suppressor out
-        (beamformer only).
+        (beamformer only, then bounded by a peak :class:`~audio_engine.dsp.safety.OutputCeiling`
+        at 0 dBFS instead of the suppressor's output clamp).
     input_channels : int, optional
         Channels the device delivers (the array's 1-based mapping picks from them);
         ``None`` for a file with one channel per microphone, in microphone order.
@@ -830,7 +832,14 @@ def build_array_pipeline(
     if attenuation_db is not None:
         from audio_engine.dsp.suppressor import NoiseSuppressor
 
+        # The suppressor ends in its own output clamp at +-1.0 (full scale).
         stages.append(
             NoiseSuppressor(sample_rate, block_size, channels=1, attenuation_db=attenuation_db)
         )
+    else:
+        from audio_engine.dsp.safety import OutputCeiling
+
+        # Without the suppressor nothing else bounds the output: every path that can reach a
+        # device ends in a bound (SAFETY.md, section 1), here a peak ceiling at full scale.
+        stages.append(OutputCeiling(sample_rate, block_size, 1, ceiling_dbfs=0.0, mode="peak"))
     return Pipeline(stages, name="array")
