@@ -295,6 +295,23 @@ def bench_document(
     return document
 
 
+def verdict_text(reports: Mapping[str, LatencyReport]) -> str:
+    """One line per pipeline: did every block meet its deadline, and how close the worst came.
+
+    The answer an engineer wants before a busy morning; the figures are the reports' own.
+    """
+    lines = []
+    for name, r in reports.items():
+        worst = 100.0 * r.max_us / r.deadline_us if r.deadline_us else 0.0
+        state = "kept every deadline" if r.deadline_misses == 0 else "MISSED deadlines"
+        lines.append(
+            f"{name}: {state} — {r.deadline_misses} of {r.blocks} blocks late, worst block "
+            f"{worst:.1f} % of the {r.deadline_us:.0f} µs deadline, {100.0 * r.realtime_factor:.2f} "
+            "% of a core on average"
+        )
+    return "\n".join(lines)
+
+
 def write_json(path: str | os.PathLike, document: Mapping) -> None:
     """Write the bench document to ``path`` (folders created) as indented JSON."""
     p = Path(path)

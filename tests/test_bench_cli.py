@@ -435,3 +435,18 @@ def test_one_pipeline_with_compare_writes_only_what_ran(tmp_path, capsys):
         else:
             assert "pip install" in peer["error"]
     assert "ratio = peer / ours" in capsys.readouterr().out
+
+
+def test_verdict_names_misses_and_the_worst_block_against_the_deadline():
+    from audio_engine.latency import LatencyMeter
+
+    meter = LatencyMeter(16000, 160)  # 10 ms deadline
+    meter.record(2_000_000)  # 2 ms
+    meter.record(20_000_000)  # 20 ms: late
+    text = bench.verdict_text({"headset": meter.report("headset")})
+    assert text == (
+        "headset: MISSED deadlines — 1 of 2 blocks late, worst block 200.0 % of the 10000 µs "
+        "deadline, 110.00 % of a core on average"
+    )
+    _, reports = bench.run_pipelines(("masking",), 0.2, RATE, BLOCK, 4, builders=simple_builders())
+    assert bench.verdict_text(reports).startswith("masking: kept every deadline — 0 of 20 blocks")

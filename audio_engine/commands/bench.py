@@ -137,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         console.print(reports[name].to_text())
         console.print()
+    console.print(bench.verdict_text(reports))
+    console.print()
     extra = {}
     if args.compare:
         extra["compare"] = bench.compare_peers(args.seconds, args.seed, progress=console.print)
