@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from audio_engine.errors import ConfigError
 from audio_engine.io.files import FileSink, FileSource
 from audio_engine.io.sim import ArraySink, ArraySource, SimulatedClock
 from audio_engine.latency import LatencyReport
@@ -98,10 +99,19 @@ def run_array(
     """
     if data is None and frames is None:
         raise ValueError("run_array needs data or frames")
-    if frames is None:
-        frames = data.shape[0]
-    delay = pipeline.latency_samples if compensate_latency else 0
     source = ArraySource(data) if data is not None else None
+    if source is not None:
+        shape = np.shape(data)
+        if source.data.ndim != 2:
+            raise ConfigError(f"data.shape={shape} is not (frames,) or (frames, channels)")
+        if source.data.shape[1] != pipeline.channels:
+            raise ConfigError(
+                f"data.shape={shape}: data has {source.data.shape[1]} channels but the "
+                f"pipeline takes {pipeline.channels}"
+            )
+    if frames is None:
+        frames = source.data.shape[0]
+    delay = pipeline.latency_samples if compensate_latency else 0
     sink = ArraySink(frames + delay, pipeline.output_channels)
     clock = SimulatedClock(
         PipelineCallback(pipeline),
@@ -127,11 +137,34 @@ def run_file(
 
     Output keeps the input's sample rate; with ``compensate_latency`` the output is aligned with
     the input and has the same length. Returns the latency report.
+
+    ``out_path`` is written as a temporary file in its folder and moved onto ``out_path`` only
+    when the whole input has been processed: if the input turns out damaged mid-stream, or the
+    run is interrupted, an existing ``out_path`` is left as it was and nothing else remains.
+
+    Raises
+    ------
+    AudioFileError
+        If the input cannot be read (at the start or mid-stream) or the output written, naming
+        the file.
+    ConfigError
+        If the file's channel count is not the pipeline's.
     """
     source = FileSource(in_path, pipeline.block_size)
-    total = source.frames
-    delay = pipeline.latency_samples if compensate_latency else 0
-    sink = FileSink(out_path, pipeline.sample_rate, pipeline.output_channels, frames=total)
+    try:
+        if source.channels != pipeline.channels:
+            raise ConfigError(
+                f"'{in_path}' has {source.channels} channels but the pipeline takes "
+                f"{pipeline.channels}"
+            )
+        total = source.frames
+        delay = pipeline.latency_samples if compensate_latency else 0
+        sink = FileSink(
+            out_path, pipeline.sample_rate, pipeline.output_channels, frames=total, atomic=True
+        )
+    except BaseException:
+        source.close()
+        raise
     skip = [delay]
 
     def trimmed_sink(block: np.ndarray) -> None:
@@ -156,7 +189,10 @@ def run_file(
             trimmed_sink,
             (lambda done: progress(min(done, total), total)) if progress else None,
         )
+    except BaseException:  # damaged input, a full disk, Ctrl-C: keep the old OUT, no debris
+        sink.discard()
+        raise
     finally:
         source.close()
-        sink.close()
+    sink.close()
     return pipeline.report()

@@ -170,18 +170,6 @@ def test_nan_and_inf_samples_in_a_file_come_out_finite(tmp_path, capfd):
     assert np.all(np.isfinite(y)) and float(np.abs(y).max()) <= 1.0
 
 
-_FILES_PY = "audio_engine/io/files.py FileSource.__call__"
-_ENGINE_PY = "audio_engine/engine.py run_file"
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason=f"a FLAC damaged or cut mid-stream opens fine, then fails while streaming: the "
-    f"LibsndfileError escapes as a traceback (exit 1) because {_FILES_PY} does not turn read "
-    f"errors into AudioFileError, and the old OUT is already replaced by a half-written file "
-    f"because {_ENGINE_PY} writes OUT in place (write a temporary file in OUT's folder and "
-    "os.replace it on success, delete it on failure)",
-)
 @pytest.mark.parametrize("damage", ["cut", "zeroed-middle"])
 def test_flac_damaged_mid_stream_is_one_line_and_old_output_kept(tmp_path, capfd, damage):
     flac = good_flac(3.0)
@@ -195,7 +183,36 @@ def test_flac_damaged_mid_stream_is_one_line_and_old_output_kept(tmp_path, capfd
     status, err = run_denoise(capfd, source, out)
     assert status == 2
     assert_one_line_error(err, source)
+    assert "damaged or cut after" in err
     assert out.read_bytes() == OLD_OUTPUT
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["call.flac", "clean.wav"]
+
+
+def test_interrupted_run_keeps_the_old_output_and_leaves_no_partial_file(tmp_path):
+    """Ctrl-C (or any exception) mid-run: OUT as it was, the temporary file deleted; a run
+    that completes replaces OUT and leaves nothing else."""
+    from audio_engine.dsp.base import Gain
+    from audio_engine.engine import run_file
+    from audio_engine.pipeline import Pipeline
+
+    source = tmp_path / "call.wav"
+    source.write_bytes(good_wav(2.0))
+    out = tmp_path / "clean.wav"
+    out.write_bytes(OLD_OUTPUT)
+
+    def interrupt(done, total):
+        if done > total // 2:
+            raise KeyboardInterrupt
+
+    pipeline = Pipeline([Gain(SAMPLE_RATE, 160, 1)])
+    with pytest.raises(KeyboardInterrupt):
+        run_file(pipeline, source, out, progress=interrupt)
+    assert out.read_bytes() == OLD_OUTPUT
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["call.wav", "clean.wav"]
+    run_file(pipeline, source, out)
+    y, rate = sf.read(str(out), dtype="float32", always_2d=True)
+    assert rate == SAMPLE_RATE and y.shape == (2 * SAMPLE_RATE, 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["call.wav", "clean.wav"]
 
 
 @pytest.mark.xfail(

@@ -356,12 +356,6 @@ def test_constructors_refuse_bad_channel_counts_by_name(channels):
         WeightingFilter(SAMPLE_RATE, BLOCK_SIZE, channels)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="run_array copies the data into the callback's blocks without checking the width: "
-    "numpy's broadcast ValueError, not a ConfigError naming the shape (audio_engine/engine.py "
-    "run_array, or ArraySource in audio_engine/io/sim.py)",
-)
 def test_run_array_refuses_wrong_channel_count_by_name():
     pipeline = Pipeline([Gain(SAMPLE_RATE, BLOCK_SIZE, 1)])
     with pytest.raises(ConfigError, match=r"data.*2 channels.*pipeline.*1"):

@@ -7,6 +7,7 @@ nothing here raises a bare ``soundfile`` or ``OSError`` traceback at a user.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -72,22 +73,66 @@ class FileSource:
     def __init__(self, path: str | os.PathLike, block_size: int):
         self.path = Path(path)
         self.sample_rate, self.channels, self.frames = audio_info(self.path)
-        self._file = sf.SoundFile(str(self.path))
+        try:
+            self._file = sf.SoundFile(str(self.path))
+        except Exception as exc:
+            raise AudioFileError(
+                f"cannot read audio file '{self.path}': {_describe(self.path)} ({exc})"
+            ) from None
         self._buffer = np.zeros((block_size, self.channels), np.float32)
 
+        self.position = 0  # frames read so far
+
     def __call__(self, block: np.ndarray) -> None:
+        """Fill ``block`` (frames, channels) with the next frames, silence after the end.
+
+        Raises
+        ------
+        AudioFileError
+            If the file cannot be read on (a FLAC or OGG damaged or cut mid-stream opens fine
+            and fails only here), naming the file and where its audio stopped.
+        """
         n = block.shape[0]
-        got = self._file.read(n, dtype="float32", always_2d=True, out=self._buffer[:n])
+        try:
+            got = self._file.read(n, dtype="float32", always_2d=True, out=self._buffer[:n])
+        except Exception as exc:  # soundfile raises several types; all mean "cannot read on"
+            seconds = self.position / self.sample_rate
+            raise AudioFileError(
+                f"cannot read audio file '{self.path}': damaged or cut after "
+                f"{self.position} of {self.frames} frames ({seconds:.2f} s) ({exc})"
+            ) from None
         k = got.shape[0]
         block[:k] = got
         block[k:] = 0.0
+        self.position += k
 
     def close(self) -> None:
         self._file.close()
 
 
 class FileSink:
-    """Writes output blocks to an audio file (WAV float32 by default), at most ``frames`` frames."""
+    """Writes output blocks to an audio file (WAV float32 by default), at most ``frames`` frames.
+
+    Parameters
+    ----------
+    path : path-like
+        The file to write; its extension picks the format.
+    sample_rate, channels : int
+        Of the audio written.
+    frames : int, optional
+        Frames to keep at most (later blocks are cut); ``None`` keeps everything.
+    subtype : str
+        libsndfile subtype, ``"FLOAT"`` (32-bit float) by default.
+    atomic : bool
+        Write to a temporary file in ``path``'s folder and move it onto ``path`` only in
+        :meth:`close`; :meth:`discard` deletes it. A failed run then leaves an existing
+        ``path`` as it was, never half-written.
+
+    Raises
+    ------
+    AudioFileError
+        If the file cannot be created or written, naming ``path``.
+    """
 
     def __init__(
         self,
@@ -96,25 +141,62 @@ class FileSink:
         channels: int,
         frames: int | None = None,
         subtype: str = "FLOAT",
+        atomic: bool = False,
     ):
         self.path = Path(path)
+        # The temporary name keeps the extension, which tells libsndfile the format; the leading
+        # dot hides it, the random part keeps two runs writing the same OUT apart.
+        self._target = (
+            self.path.with_name(
+                f".{self.path.stem}.{uuid.uuid4().hex[:8]}.partial{self.path.suffix}"
+            )
+            if atomic
+            else self.path
+        )
+        self._file = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = sf.SoundFile(
-                str(self.path), "w", int(sample_rate), int(channels), subtype=subtype
+                str(self._target), "w", int(sample_rate), int(channels), subtype=subtype
             )
         except Exception as exc:
+            self._remove_partial()
             raise AudioFileError(f"cannot write audio file '{self.path}': {exc}") from None
         self.remaining = frames
 
     def __call__(self, block: np.ndarray) -> None:
-        if self.remaining is None:
-            self._file.write(block)
+        n = block.shape[0] if self.remaining is None else min(block.shape[0], self.remaining)
+        if n <= 0:
             return
-        n = min(block.shape[0], self.remaining)
-        if n > 0:
+        try:
             self._file.write(block[:n])
+        except Exception as exc:  # a full disk, a vanished folder
+            raise AudioFileError(f"cannot write audio file '{self.path}': {exc}") from None
+        if self.remaining is not None:
             self.remaining -= n
 
     def close(self) -> None:
-        self._file.close()
+        """Finish the file; with ``atomic``, move it onto ``path`` (replacing what was there)."""
+        try:
+            self._file.close()
+            if self._target != self.path:
+                os.replace(self._target, self.path)
+        except Exception as exc:
+            self._remove_partial()
+            raise AudioFileError(f"cannot write audio file '{self.path}': {exc}") from None
+
+    def discard(self) -> None:
+        """Close and, with ``atomic``, delete the partial file: ``path`` stays as it was."""
+        try:
+            if self._file is not None:
+                self._file.close()
+        except Exception:  # noqa: S110 - the partial file is deleted whatever its state
+            pass
+        self._remove_partial()
+
+    def _remove_partial(self) -> None:
+        if self._target != self.path:
+            try:
+                os.unlink(self._target)
+            except OSError:  # never created (no such file, OUT's folder is not a folder)
+                pass
