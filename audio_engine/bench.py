@@ -115,22 +115,15 @@ def office_headset_mix(frames: int, sample_rate: int, channels: int = 1, seed: i
         Speech peaks near 0.25 of full scale (the packaged recording); noise levels relative to
         it follow the demo's office (babble 8 dB below the agent, HVAC 18, keyboard 15, masking 20).
     """
-    from audio_engine.office import noise
-    from audio_engine.office.speech import demo_speech
+    from audio_engine.office.noise import headset_room_noise
+    from audio_engine.office.speech import demo_speech, loop_with_pauses
 
-    speech = demo_speech(sample_rate)
     # A second of silence between repeats, so the suppressor also sees noise-only stretches.
-    unit = np.concatenate([speech, np.zeros(sample_rate, np.float32)])
-    speech = np.tile(unit, frames // len(unit) + 1)[:frames]
+    speech = loop_with_pauses(demo_speech(sample_rate), frames, sample_rate)
     out = np.empty((frames, channels), np.float32)
     for c in range(channels):
-        rng = np.random.default_rng(seed + 7919 * c)
-        out[:, c] = (
-            speech
-            + noise.mix_at_snr(speech, noise.babble(frames, rng, sample_rate), 8.0)
-            + noise.mix_at_snr(speech, noise.hvac(frames, rng, sample_rate), 18.0)
-            + noise.mix_at_snr(speech, noise.keyboard(frames, rng, sample_rate), 15.0)
-            + noise.mix_at_snr(speech, noise.shaped(frames, rng, sample_rate, -5.0), 20.0)
+        out[:, c] = speech + headset_room_noise(
+            speech, np.random.default_rng(seed + 7919 * c), sample_rate
         )
     return out
 
@@ -246,13 +239,9 @@ def run_pipelines(
 
 
 def block_times_us(pipeline: Pipeline) -> np.ndarray:
-    """Processing time of each recorded block of ``pipeline``, in µs (oldest first if the
-    meter's ring has not wrapped; its most recent ``capacity`` blocks otherwise)."""
-    meter = pipeline.meter
-    kept = min(meter.blocks, meter.capacity)
-    # LatencyMeter keeps its ring private and offers no accessor for the raw times; reading it
-    # here (off the audio path, after the run) is the one place outside latency.py that does.
-    return meter._times_ns[:kept].astype(np.float64) / 1e3
+    """Processing time of each recorded block of ``pipeline``, in µs, oldest first (its most
+    recent ``capacity`` blocks once the meter's ring has wrapped)."""
+    return pipeline.meter.block_times_us()
 
 
 def bench_document(

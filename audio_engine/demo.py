@@ -14,8 +14,8 @@ import numpy as np
 from audio_engine.engine import run_array
 from audio_engine.io.files import write_audio
 from audio_engine.latency import LatencyReport, write_reports_json
-from audio_engine.office import noise
-from audio_engine.office.speech import demo_speech
+from audio_engine.office.noise import headset_room_noise
+from audio_engine.office.speech import demo_speech, loop_with_pauses
 from audio_engine.pipeline import Pipeline
 
 #: The headset path runs at the wideband softphone rate with 5 ms blocks.
@@ -33,30 +33,15 @@ def _console():
     return Console(highlight=False, soft_wrap=True)
 
 
-def _fit(signal: np.ndarray, frames: int) -> np.ndarray:
-    """Repeat ``signal`` (with a second of silence between repeats) to exactly ``frames``."""
-    gap = np.zeros(HEADSET_RATE, np.float32)
-    unit = np.concatenate([signal, gap])
-    return np.tile(unit, frames // len(unit) + 1)[:frames]
-
-
 def headset_scene(out_dir: Path, seconds: float, realtime: bool, seed: int) -> LatencyReport:
     """An agent's call picked up in the open office, cleaned by the suppressor."""
-    from audio_engine.dsp.suppressor import NoiseSuppressor
+    from audio_engine.pipelines import build_headset_pipeline
 
-    rng = np.random.default_rng(seed)
     frames = int(seconds * HEADSET_RATE)
-    speech = _fit(demo_speech(HEADSET_RATE), frames)
-    # The headset boom mic hears the agent well above the room: babble from neighbours at 8 dB
-    # below the agent, HVAC and keyboard further down, the masking noise just audible.
-    room = (
-        noise.mix_at_snr(speech, noise.babble(frames, rng, HEADSET_RATE), 8.0)
-        + noise.mix_at_snr(speech, noise.hvac(frames, rng, HEADSET_RATE), 18.0)
-        + noise.mix_at_snr(speech, noise.keyboard(frames, rng, HEADSET_RATE), 15.0)
-        + noise.mix_at_snr(speech, noise.shaped(frames, rng, HEADSET_RATE, -5.0), 20.0)
-    )
-    noisy = (speech + room).astype(np.float32)[:, None]
-    pipeline = Pipeline([NoiseSuppressor(HEADSET_RATE, HEADSET_BLOCK, 1)], name="headset")
+    speech = loop_with_pauses(demo_speech(HEADSET_RATE), frames, HEADSET_RATE)
+    room = headset_room_noise(speech, np.random.default_rng(seed), HEADSET_RATE)
+    noisy = (speech + room)[:, None]
+    pipeline = build_headset_pipeline(HEADSET_RATE, HEADSET_BLOCK, 1)
     cleaned = run_array(pipeline, noisy, realtime=realtime, compensate_latency=True)
     write_audio(out_dir / "headset_clean_speech.wav", speech, HEADSET_RATE)
     write_audio(out_dir / "headset_mic_noisy.wav", noisy, HEADSET_RATE)
@@ -89,7 +74,7 @@ def receive_scene(out_dir: Path, seconds: float, realtime: bool, seed: int) -> L
     from audio_engine.dsp.hearing import HearingProtector
 
     frames = int(seconds * HEADSET_RATE)
-    caller = _fit(demo_speech(HEADSET_RATE), frames)
+    caller = loop_with_pauses(demo_speech(HEADSET_RATE), frames, HEADSET_RATE)
     protector = HearingProtector(HEADSET_RATE, HEADSET_BLOCK, 1)
     profile = protector.profile
     # Calm speech at about 70 dB SPL at the ear; the middle third shouted 20 dB louder; a 2.8 kHz

@@ -56,8 +56,12 @@ class LatencyMeter:
         self.stage_names = tuple(stage_names)
         self.capacity = int(capacity)
         self.deadline_ns = int(round(1e9 * self.block_size / self.sample_rate))
-        self._times_ns = np.zeros(self.capacity, np.int64)
-        self._stage_ns = np.zeros((self.capacity, max(1, len(self.stage_names))), np.int64)
+        # np.zeros maps pages lazily; filling them here takes the page faults now, not in the
+        # audio callback the first time each page of the ring is written.
+        self._times_ns = np.empty(self.capacity, np.int64)
+        self._times_ns.fill(0)
+        self._stage_ns = np.empty((self.capacity, max(1, len(self.stage_names))), np.int64)
+        self._stage_ns.fill(0)
         self._counters = np.zeros(
             6, np.int64
         )  # blocks, misses, max_ns, in_overflow, out_underflow, other
@@ -95,6 +99,13 @@ class LatencyMeter:
     def blocks(self) -> int:
         """Blocks recorded so far."""
         return int(self._counters[0])
+
+    def block_times_us(self) -> np.ndarray:
+        """Processing time of each kept block in µs, oldest first (a copy; not real-time safe)."""
+        n = int(self._counters[0])
+        k = min(n, self.capacity)
+        idx = np.arange(n - k, n) % self.capacity
+        return self._times_ns[idx].astype(np.float64) / 1e3
 
     def recent_percentile_us(self, percentile: float, last_blocks: int = 1000) -> float:
         """A percentile of the last ``last_blocks`` block times in µs (for live status lines)."""

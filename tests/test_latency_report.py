@@ -95,3 +95,10 @@ def test_report_json_schema(tmp_path):
         assert key in h
     assert h["algorithmic_latency_ms"] == pytest.approx(1.0)
     assert "numpy" in data["machine"]
+
+
+def test_block_times_are_oldest_first_after_wrapping():
+    m = LatencyMeter(48000, 480, capacity=8)
+    for i in range(20):
+        m.record(1000 * i)
+    np.testing.assert_array_equal(m.block_times_us(), np.arange(12, 20, dtype=np.float64))

@@ -164,3 +164,26 @@ def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarr
     p_speech = float(active.mean()) if active.size else float(np.mean(s**2))
     p_noise = float(np.mean(v**2))
     return (v * np.sqrt(p_speech / (p_noise * 10 ** (snr_db / 10.0)))).astype(np.float32)
+
+
+def headset_room_noise(
+    speech: np.ndarray, rng: np.random.Generator, sample_rate: int
+) -> np.ndarray:
+    """What a headset boom microphone hears of the open office besides the agent's own voice.
+
+    Neighbours' babble 8 dB below the agent, HVAC 18 dB below, keyboard clicks 15 dB below and
+    the masking noise (−5 dB/octave) 20 dB below: the boom sits a few centimetres from the
+    agent's mouth and a metre or more from everything else. Levels are relative to ``speech``
+    (:func:`mix_at_snr`), so the mix keeps its balance at any speech level.
+
+    Returns
+    -------
+    ndarray, shape like ``speech``, float32
+    """
+    frames = len(speech)
+    return (
+        mix_at_snr(speech, babble(frames, rng, sample_rate), 8.0)
+        + mix_at_snr(speech, hvac(frames, rng, sample_rate), 18.0)
+        + mix_at_snr(speech, keyboard(frames, rng, sample_rate), 15.0)
+        + mix_at_snr(speech, shaped(frames, rng, sample_rate, -5.0), 20.0)
+    ).astype(np.float32)

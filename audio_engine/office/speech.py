@@ -82,3 +82,12 @@ def espeak(
             raise AudioEngineError(f"espeak-ng failed for voice {voice!r}: {result.stderr.strip()}")
         data, rate = sf.read(str(wav), dtype="float32")
     return resample(data, rate, sample_rate)
+
+
+def loop_with_pauses(signal: np.ndarray, frames: int, pause_frames: int) -> np.ndarray:
+    """Repeat ``signal`` with ``pause_frames`` of silence between repeats, cut to ``frames``.
+
+    The pauses give suppressors and meters noise-only stretches, as a real call has.
+    """
+    unit = np.concatenate([np.asarray(signal, np.float32), np.zeros(pause_frames, np.float32)])
+    return np.tile(unit, frames // len(unit) + 1)[:frames]
