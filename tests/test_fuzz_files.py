@@ -215,12 +215,6 @@ def test_interrupted_run_keeps_the_old_output_and_leaves_no_partial_file(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["call.wav", "clean.wav"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="libsndfile's MPEG decoder (libmpg123) prints its own warnings to stderr while "
-    "soundfile probes some garbage (e.g. 'a one-frame stream? Duh...'): the error is not one "
-    "line (audio_engine/io/files.py audio_info: silence fd 2 while probing, or tell users)",
-)
 def test_garbage_that_looks_like_mpeg_is_still_one_line(tmp_path, capfd):
     source = tmp_path / "garbage.wav"
     # These 4000 bytes (numpy's stream 1) make libmpg123 take them for an MPEG stream.

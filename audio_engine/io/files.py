@@ -7,7 +7,10 @@ nothing here raises a bare ``soundfile`` or ``OSError`` traceback at a user.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +29,42 @@ def _describe(path: Path) -> str:
     return "not an audio file soundfile can read (WAV, FLAC, OGG, AIFF...) or truncated"
 
 
+@contextmanager
+def _quiet_c_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to the null device while libsndfile opens or probes a file.
+
+    Why: libsndfile's MPEG decoder (libmpg123) writes its own warnings straight to fd 2 when
+    garbage looks like an MPEG stream ("a one-frame stream? Duh..."), ahead of the engine's
+    one-line error. Python's ``sys.stderr`` is flushed first and fd 2 is restored in any case.
+    Only for opening files at the edges (never while audio runs): for that instant, other
+    threads' writes to fd 2 are lost too.
+    """
+    saved = None
+    try:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+        saved = os.dup(2)
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 2)
+        finally:
+            os.close(null)
+    except OSError:  # no fd 2 (a service without stderr): nothing to silence
+        pass
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
     """Return ``(sample_rate, channels, frames)`` of an audio file, or raise AudioFileError."""
     p = Path(path)
     try:
-        info = sf.info(str(p))
+        with _quiet_c_stderr():
+            info = sf.info(str(p))
     except Exception as exc:  # soundfile raises several types; all mean "cannot read"
         raise AudioFileError(f"cannot read audio file '{p}': {_describe(p)} ({exc})") from None
     if info.frames <= 0:
@@ -43,7 +77,8 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     p = Path(path)
     audio_info(p)
     try:
-        data, rate = sf.read(str(p), dtype="float32", always_2d=True)
+        with _quiet_c_stderr():
+            data, rate = sf.read(str(p), dtype="float32", always_2d=True)
     except Exception as exc:
         raise AudioFileError(f"cannot read audio file '{p}': {_describe(p)} ({exc})") from None
     if data.shape[0] == 0:
@@ -74,7 +109,8 @@ class FileSource:
         self.path = Path(path)
         self.sample_rate, self.channels, self.frames = audio_info(self.path)
         try:
-            self._file = sf.SoundFile(str(self.path))
+            with _quiet_c_stderr():
+                self._file = sf.SoundFile(str(self.path))
         except Exception as exc:
             raise AudioFileError(
                 f"cannot read audio file '{self.path}': {_describe(self.path)} ({exc})"
