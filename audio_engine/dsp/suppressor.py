@@ -237,6 +237,8 @@ class NoiseSuppressor(Processor):
         config[K.C_TRANSIENT_HOLD] = max(1.0, round(0.010 / hop_s))
         config[K.C_TRANSIENT_MAX] = max(2.0, round(0.010 / hop_s))
         config[K.C_RISE_DB] = 20.0
+        config[K.C_RISE_SPEECH_DB] = 12.0
+        config[K.C_TYPING_DECAY] = 0.5 ** (hop_s / 1.0)
         # The references freeze while the click (up to 10 ms) is inside the analysis window.
         config[K.C_TRANSIENT_FREEZE] = float(np.ceil(n_fft / hop) + np.ceil(0.010 / hop_s)) + 1.0
         config[K.C_CLIP_IN] = 2.0

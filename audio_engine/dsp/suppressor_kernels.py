@@ -43,8 +43,10 @@ BIN_ROWS = RUN_MIN + 1 + MIN_SUBWINDOWS  # the last rows hold the past sub-windo
     TRANSIENT_AGE,
     TRANSIENT_FREEZE,
     TRANSIENT_IN_PAUSE,
-) = range(10)
-CHAN_COLS = 10
+    PREV_HIGH_POWER,
+    TYPING_SCORE,
+) = range(12)
+CHAN_COLS = 12
 
 # Rows of the live telemetry (3, channels) and columns of the running sums (channels, 4).
 TEL_SPEECH_PROBABILITY, TEL_SNR_DB, TEL_ATTENUATION_DB = range(3)
@@ -79,8 +81,10 @@ PARAM_COUNT = 6
     C_REF_ALPHA_DOWN,
     C_RISE_DB,
     C_TRANSIENT_FREEZE,
-) = range(23)
-CONFIG_COUNT = 23
+    C_RISE_SPEECH_DB,
+    C_TYPING_DECAY,
+) = range(25)
+CONFIG_COUNT = 25
 
 #: Least rise of the band above 1 kHz over that of 300-1000 Hz for a click, dB (tuned on the
 #: simulated keyboard, whose 1 kHz high-passed 3-8 ms bursts show only 4-8 dB of tilt; 5 dB
@@ -90,6 +94,12 @@ TILT_DB = 3.0
 #: Least fraction of the bins above 1 kHz a click raises by 6 dB: clicks are broadband, while
 #: fricatives put their energy in one region (2-4 kHz for "sh", above 4 kHz for "s").
 BROADBAND_FRACTION = 0.6
+
+#: The second click rule (clicks inside speech): least tilt (dB) and share of raised units.
+TILT_SPEECH_DB = 8.0
+JUMP_SPEECH_DB = 9.0
+TYPING_SCORE_MIN = 1.5
+BROADBAND_SPEECH_FRACTION = 0.85
 
 #: Speech presence (of the hop before a click) below which the click is taken to be in a pause.
 PAUSE_PRESENCE = 0.3
@@ -282,10 +292,32 @@ def _frame(
         # A click: the band above 1 kHz jumps >= C_RISE_DB above its recent level in one hop,
         # >= TILT_DB more than 300-1000 Hz does (voiced onsets rise low first). A click is over
         # in ~10 ms; a rise that keeps re-triggering for longer is a fricative: let it through.
-        if (
+        tilt_db = rise_high_db - rise_low_db
+        # The jump since the previous hop: a click is there at once, a fricative builds up.
+        jump_db = 10.0 * np.log10((high_now + 1e-30) / (chan[c, PREV_HIGH_POWER] + 1e-30))
+        chan[c, PREV_HIGH_POWER] = high_now
+        width = n_units - high_lo
+        clear_click = (
             rise_high_db >= config[C_RISE_DB]
-            and rise_high_db - rise_low_db >= TILT_DB
-            and raised >= BROADBAND_FRACTION * (n_units - high_lo)
+            and tilt_db >= TILT_DB
+            and raised >= BROADBAND_FRACTION * width
+        )
+        # Typing score: +1 per clear click, halving every second.
+        chan[c, TYPING_SCORE] *= config[C_TYPING_DECAY]
+        if clear_click and chan[c, TRANSIENT_FREEZE] <= 0.0:
+            chan[c, TYPING_SCORE] += 1.0
+        if clear_click or (
+            # Inside speech a click rises less above the speech's own high band, but it is
+            # flatter and wider than a fricative and there at once: a smaller rise, a clear
+            # tilt, ~all units, a jump within one hop. Plosive bursts can look alike, so this
+            # rule only runs while someone is typing (two clear clicks within about a second):
+            # always on, it cost 0.17 PESQ-WB on clean speech; with typing it gains 1 dB SI-SDR.
+            chan[c, TYPING_SCORE] >= TYPING_SCORE_MIN
+            and telemetry[TEL_SPEECH_PROBABILITY, c] >= PAUSE_PRESENCE
+            and jump_db >= JUMP_SPEECH_DB
+            and rise_high_db >= config[C_RISE_SPEECH_DB]
+            and tilt_db >= TILT_SPEECH_DB
+            and raised >= BROADBAND_SPEECH_FRACTION * width
         ):
             transient = True
     # A click event: the gain hold (the click's bins at the floor) lasts C_TRANSIENT_HOLD hops
@@ -622,3 +654,5 @@ def reset_channel(c, hpf, frame, ola, bins, chan, out_wet, config):
     chan[c, TRANSIENT_AGE] = 0.0
     chan[c, TRANSIENT_FREEZE] = 0.0
     chan[c, TRANSIENT_IN_PAUSE] = 0.0
+    chan[c, PREV_HIGH_POWER] = 0.0
+    chan[c, TYPING_SCORE] = 0.0
