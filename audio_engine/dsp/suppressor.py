@@ -15,7 +15,8 @@ Signal flow per channel, all inside one Numba call per host block
    Berdugo 2001); the a-priori speech absence comes from locally (3 bins), globally (+-500 Hz)
    and frame-wise smoothed a-priori SNR — the measure against musical noise;
 5. a keyboard-click detector (a >= 20 dB broadband jump above 1 kHz within one hop, rising
-   more than 300-1000 Hz does) that holds the click's bins at the floor for <= 10 ms and
+   more than 300-1000 Hz does; while someone is typing, a second rule catches the smaller
+   rises of clicks inside speech) that holds the click's bins at the floor for <= 10 ms and
    freezes the noise and click references while the click is in the window; and an optional
    near-talker model that scales frame speech presence by the frame's level relative to the
    wearer's tracked active-speech level (off by default: on the evaluation corpus it did not
