@@ -371,6 +371,12 @@ def parse_site_config(document: dict, source: str = "site config", base_dir: Pat
     if not isinstance(enabled, bool):
         c.fail("adaptive.enabled", f"={enabled!r} is not true or false")
     array_name = adaptive_t.get("array")
+    if array_name is not None and not isinstance(array_name, str):
+        # Checked before the name is looked up: a list or table is unhashable.
+        c.fail(
+            "adaptive.array",
+            f"={array_name!r} is not the name of one of the [arrays.*] tables {sorted(arrays)}",
+        )
     if enabled:
         if array_name is None and len(arrays) == 1:
             array_name = next(iter(arrays))

@@ -257,8 +257,6 @@ def test_toml_writer_round_trips_the_examples():
 @given(change=mutations(SITE_DOC))
 def test_mutated_site_config_loads_or_names_the_key(tmp_path, change):
     kind, path, value, doc = change
-    # a known gap, pinned by its own xfail test below; every other mutation is checked here
-    assume(not (path == ("adaptive", "array") and isinstance(value, list | dict)))
     target = site_folder(tmp_path) / "site.toml"
     target.write_text(dumps_toml(doc), encoding="utf-8")
     try:
@@ -311,12 +309,6 @@ def test_site_config_with_a_mistyped_table_is_refused_by_name(tmp_path, change):
     assert _named_key(path) in str(refused.value), str(refused.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parse_site_config looks the adaptive array name up in a dict before checking it is a "
-    "string: adaptive.array = [1] raises TypeError (unhashable type: 'list') "
-    "(audio_engine/site.py parse_site_config, the `array_name not in arrays` line)",
-)
 @pytest.mark.parametrize("value", [[1], {"a": 1}])
 def test_site_config_adaptive_array_of_the_wrong_type_is_refused(tmp_path, value):
     doc = json.loads(json.dumps(SITE_DOC, default=str))
