@@ -104,6 +104,13 @@ class HeadsetProfile:
             raise ConfigError(f"system_volume_percent={v!r} is not a number in (0, 100]")
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"name={self.name!r} is not a non-empty string")
+        # A string such as "no" would be truthy: only a real boolean says "measured".
+        if not isinstance(self.measured, bool):
+            raise ConfigError(f"measured={self.measured!r} is not true or false")
+        for key in ("source", "description"):
+            value = getattr(self, key)
+            if not isinstance(value, str):
+                raise ConfigError(f"{key}={value!r} is not a string")
 
     def amplitude_for_db_spl(self, level_db_spl: float) -> float:
         """Peak sample amplitude of a sine that reaches ``level_db_spl`` at the ear."""
@@ -149,7 +156,7 @@ def load_profile(path: str | os.PathLike) -> HeadsetProfile:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:  # missing, a folder, or not UTF-8 text
         raise CalibrationError(f"headset profile {str(path)!r} cannot be read: {exc}") from None
     try:
         data = tomllib.loads(text)

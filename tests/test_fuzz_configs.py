@@ -497,11 +497,6 @@ def test_mutated_headset_profile_loads_or_names_the_key(tmp_path, change):
     assert 70.0 <= profile.sensitivity_db_spl <= 140.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HeadsetProfile does not check the types of measured/source/description: "
-    'measured = "no" loads as a truthy string (audio_engine/headset_profile.py __post_init__)',
-)
 @pytest.mark.parametrize(
     ("key", "value"), [("measured", "no"), ("source", 5), ("description", [1])]
 )
@@ -522,12 +517,6 @@ def test_garbage_headset_profile_is_refused(tmp_path, garbage):
         load_profile(target)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="load_profile catches OSError but not UnicodeDecodeError (a ValueError): a profile "
-    "that is not UTF-8 escapes as a traceback (audio_engine/headset_profile.py load_profile: "
-    "catch (OSError, UnicodeDecodeError) like load_site_config does)",
-)
 def test_non_utf8_headset_profile_is_refused(tmp_path):
     target = tmp_path / "headset.toml"
     target.write_bytes(b"\x80\xff binary")
