@@ -9,6 +9,8 @@ as :class:`audio_engine.io.supervisor.DeviceSupervisor` is configured.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -313,3 +315,130 @@ def test_flapping_device_that_vanishes_while_reopening_is_retried(office):
     clock.now += 1.0
     assert supervisor.poll() is True
     assert (supervisor.device_losses, supervisor.reopen_attempts, supervisor.reopens) == (1, 2, 1)
+
+
+# -- the live mask command on a failing amplifier ----------------------------------------------
+def _live_site(tmp_path) -> str:
+    """The example site on the fake 4-channel "Zone amp", no adaptive capture, short fades,
+    playing at whatever day and hour the test runs."""
+    import shutil
+
+    from audio_engine.pipelines import EXAMPLE_SITE
+
+    shutil.copy(EXAMPLE_SITE.parent / "masking_target_default.csv", tmp_path)
+    text = EXAMPLE_SITE.read_text(encoding="utf-8")
+    for old, new in (
+        ('# output_device = "Masking amp"', 'output_device = "Zone amp"'),
+        ("fade_in_s = 5.0", "fade_in_s = 0.5"),
+        ("fade_out_s = 3.0", "fade_out_s = 0.5"),
+        ('"thu", "fri"]', '"thu", "fri", "sat", "sun"]'),
+        ('start = "08:30"', 'start = "00:00"'),
+        ('end = "18:30"', 'end = "24:00"'),
+        ("[adaptive]\nenabled = true", "[adaptive]\nenabled = false"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    # without adaptive the zones listen to no microphones
+    text = re.sub(r"\n(microphones|mic_coupling_db) = [^\n]*", "", text)
+    config = tmp_path / "site.toml"
+    config.write_text(text, encoding="utf-8")
+    return str(config)
+
+
+def _drive(office, events, stop, blocks: list, fired: list, period_s: float = 0.05):
+    """PortAudio's side, in a thread: 5 blocks of 10 ms every 50 ms, and the faults at their
+    times (seconds after the start, in ``events``; when each really happened goes to
+    ``fired``)."""
+    import time
+
+    start = time.monotonic()
+    pending = sorted(events)
+    while not stop.is_set():
+        now = time.monotonic() - start
+        while pending and pending[0][0] <= now:
+            pending.pop(0)[1]()
+            fired.append(now)
+        blocks.append((now, office.run_blocks(5)))
+        time.sleep(period_s)
+
+
+def test_mask_command_silences_a_lost_amplifier_and_fades_in_when_it_is_back(
+    office, tmp_path, capsys
+):
+    """`audio-engine mask` live: the amplifier vanishes for a second (a sound-server restart
+    would look the same); the zones go silent, the device is reopened when it returns (new
+    index), the zones come back through their fade-in and the report counts it all."""
+    import json
+    import threading
+
+    from audio_engine.cli import main
+
+    config = _live_site(tmp_path)
+    stop, blocks, fired = threading.Event(), [], []
+    driver = threading.Thread(
+        target=_drive,
+        args=(
+            office,
+            [(1.0, lambda: office.unplug("Zone amp")), (2.0, lambda: office.plug("Zone amp"))],
+            stop,
+            blocks,
+            fired,
+        ),
+    )
+    driver.start()
+    try:
+        status = main(
+            ["mask", "--config", config, "--seconds", "4", "--report", str(tmp_path / "r.json")]
+        )
+    finally:
+        stop.set()
+        driver.join()
+    printed = capsys.readouterr().out
+    assert status == 0
+    assert "device lost" in printed and "device back" in printed
+    telemetry = json.loads((tmp_path / "r.json").read_text())["pipelines"]["masking"]["telemetry"]
+    assert telemetry["device losses"] == 1 and telemetry["device reopens"] == 1
+    assert 0.5 <= telemetry["seconds without device"] <= 2.0
+    assert office.opened == 2
+
+    def audio(t0, t1):
+        parts = [b for t, b in blocks if t0 <= t < t1 and b.size]
+        return np.concatenate(parts) if parts else np.zeros((0, 4), np.float32)
+
+    unplugged, plugged = fired
+    playing = audio(0.7, unplugged)
+    gone = audio(unplugged + 0.01, plugged)
+    back = audio(plugged, 4.0)
+    assert float(np.sqrt(np.mean(np.square(playing)))) > 1e-4  # it played before
+    assert not np.any(gone)  # nobody calls a vanished device
+    # The first 10 ms of sound after the return are the fade-in's start, more than 20 dB below
+    # the level half a second later: the zones did not come back at full level.
+    sound = back[np.any(back != 0.0, axis=1)]
+    assert sound.shape[0] > 48000
+    first = float(np.sqrt(np.mean(np.square(sound[:480]))))
+    steady = float(np.sqrt(np.mean(np.square(sound[24000:48000]))))
+    assert 20.0 * np.log10(first / steady) < -20.0
+
+
+def test_mask_command_exits_with_the_device_named_under_the_exit_policy(office, tmp_path, capfd):
+    import threading
+
+    from audio_engine.cli import main
+
+    config = _live_site(tmp_path)
+    stop, blocks, fired = threading.Event(), [], []
+    driver = threading.Thread(
+        target=_drive,
+        args=(office, [(0.5, lambda: office.unplug("Zone amp"))], stop, blocks, fired),
+    )
+    driver.start()
+    try:
+        status = main(["mask", "--config", config, "--seconds", "10", "--on-device-loss", "exit"])
+    finally:
+        stop.set()
+        driver.join()
+    assert status == 2
+    err = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1, err
+    assert err[0].startswith("audio-engine mask: error: the audio stream stopped")
+    assert "'Zone amp'" in err[0] and "policy 'exit'" in err[0]

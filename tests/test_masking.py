@@ -463,6 +463,14 @@ def test_mask_live_loop_fades_out_and_keeps_config_on_bad_reload(tmp_path, monke
         def report(self, telemetry=None):
             return self.pipeline.report(telemetry=telemetry)
 
+        # What the command's DeviceSupervisor reads of a DeviceStream.
+        def describe(self):
+            return f"stand-in {self.mode} stream"
+
+        @property
+        def active(self):
+            return self.thread.is_alive()
+
     monkeypatch.setattr(device, "DeviceStream", StandInStream)
     shutil.copy(EXAMPLE_SITE.parent / "masking_target_default.csv", tmp_path)
     text = EXAMPLE_SITE.read_text().replace("fade_in_s = 5.0", "fade_in_s = 0.5")

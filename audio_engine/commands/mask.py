@@ -16,7 +16,9 @@ ceiling per zone that nothing can cross.
 Live (default): plays on the site's output device, one device channel per zone (zone N on
 channel N), with a live status (per-zone level, ceiling, adaptive state, per-frame latency).
 Ctrl-C (or the end of --seconds) fades out, then prints the latency report. SIGHUP reloads the site config; an invalid
-file is refused and the running config stays.
+file is refused and the running config stays. A device that stops (unplugged, host error,
+sound-server restart) silences the zones and is reopened every second until it is back, the
+zones then fade in (--on-device-loss exit: stop with status 2 instead); the report counts it.
 
 --simulate OUT.wav renders N seconds headless through the same pipeline on the simulated clock:
 one WAV channel per zone, the digital signal each zone's amplifier would receive. --mics gives
@@ -29,6 +31,11 @@ examples:
       --seconds 600 --start 2026-11-30T08:20
   audio-engine mask --config site.toml
 """
+
+
+#: Seconds between checks that the live stream is still running: a lost amplifier is silenced
+#: and retried within a quarter of a second, whatever the adaptive update interval is.
+DEVICE_POLL_S = 0.25
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,6 +81,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with [adaptive] enabled: 'level' follows the ambient dBA (default); 'spectral' "
         "keeps a neighbour's speech at SII <= 0.20 with the least masking, band by band "
         "(docs/spectral_masking.md)",
+    )
+    parser.add_argument(
+        "--on-device-loss",
+        choices=("reopen", "exit"),
+        default="reopen",
+        help="live: when the output (or microphone) device stops — unplugged, a host error, a "
+        "sound-server restart — 'reopen' (default) silences the zones, retries every second "
+        "until the device is back and fades the zones in again; 'exit' stops with status 2 and "
+        "a message naming the device",
     )
     parser.add_argument("--report", metavar="PATH", help="also write the latency report as JSON")
 
@@ -248,6 +264,7 @@ def _live(args, holder) -> int:
 
     from audio_engine.errors import ConfigError
     from audio_engine.io.device import DeviceStream
+    from audio_engine.io.supervisor import DeviceSupervisor
     from audio_engine.latency import write_reports_json
 
     site, note = _calibrated(holder.config, args.calibration)
@@ -268,33 +285,58 @@ def _live(args, holder) -> int:
         site, array is not None, getattr(args, "adaptive", "level")
     )
     mode = "duplex" if tap is not None else "output"
-    stream = DeviceStream(pipeline, mode, site.input_device, site.output_device)
+    # A lost device (unplugged, host error, sound-server restart) is noticed by poll() below;
+    # the zones go silent at once, so they can only come back through their fade-in: the next
+    # tick starts every zone the schedule wants that is not running (docs/reliability.md).
+    devices = DeviceSupervisor(
+        lambda: DeviceStream(pipeline, mode, site.input_device, site.output_device),
+        policy=getattr(args, "on_device_loss", "reopen"),
+        retry_s=1.0,
+        give_up_s=0.0,  # masking waits for its amplifier for as long as it takes
+        on_lost=lambda why: generator.reset(),
+    )
     reload_requested = [False]
     signal.signal(signal.SIGHUP, lambda s, f: reload_requested.__setitem__(0, True))
     update_s = site.adaptive.update_s
     supervisor.tick(dt.datetime.now(), update_s)
-    stream.start()
+    devices.start()
     last = time.monotonic()
+    next_tick = last + update_s
     deadline = None if args.seconds is None else last + args.seconds
-    message = ""
+    messages: list[str] = []
+    losses, reopens = 0, 0
     try:
         with Live(_status_table(supervisor, pipeline), refresh_per_second=2) as live:
             while deadline is None or time.monotonic() < deadline:
-                time.sleep(update_s)
+                time.sleep(max(0.0, min(DEVICE_POLL_S, next_tick - time.monotonic())))
+                devices.poll()  # raises DeviceError under --on-device-loss exit
+                if devices.device_losses != losses:
+                    losses = devices.device_losses
+                    messages.append(f"device lost ({devices.last_error}): zones silent")
+                if devices.reopens != reopens:
+                    reopens = devices.reopens
+                    messages.append("device back: zones fade in")
+                    next_tick = time.monotonic()  # start the zones now, not at the next update
                 now = time.monotonic()
+                if now < next_tick:
+                    for message in messages:  # a device change is told at once
+                        live.console.print(message)
+                    messages.clear()
+                    continue
                 supervisor.tick(dt.datetime.now(), now - last)
                 last = now
+                next_tick = now + update_s
                 if reload_requested[0]:
                     reload_requested[0] = False
                     if holder.reload():
-                        message = f"reloaded {holder.config.path}"
+                        messages.append(f"reloaded {holder.config.path}")
                         supervisor.apply_site(_calibrated(holder.config, args.calibration)[0])
                     else:
-                        message = f"reload refused, running config kept: {holder.last_error}"
+                        messages.append(f"reload refused, running config kept: {holder.last_error}")
                 live.update(_status_table(supervisor, pipeline))
-                if message:
+                for message in messages:
                     live.console.print(message)
-                    message = ""
+                messages.clear()
         # Fade out while the stream still runs, so the amplifiers never see a cut.
         generator.stop()
         time.sleep(site.fade_out_s + 0.2)
@@ -302,9 +344,8 @@ def _live(args, holder) -> int:
         generator.stop()
         time.sleep(site.fade_out_s + 0.2)
     finally:
-        stream.stop()
-        stream.close()
-    report = stream.report(telemetry={"site": site.name})
+        devices.stop()
+    report = devices.report(pipeline, telemetry={"site": site.name})
     print(report.to_text())
     if args.report:
         write_reports_json(args.report, [report])
