@@ -8,8 +8,9 @@ a :class:`~audio_engine.errors.ConfigError` naming the value.
 
 Hypothesis draws sequences of blocks of random length 1..block_size whose samples mix seeded
 noise with the special values; the number of examples is ``AUDIO_ENGINE_FUZZ_EXAMPLES``
-(default 20 per processor, about 20 s for the file). Known gaps are ``xfail(strict=True)``
-with the owner's file named, so fixing one turns the test red until the mark is removed.
+(default 20 per processor, about 20 s for the file). A known gap is pinned as
+``xfail(strict=True)`` with the owner's file named, so fixing it turns the test red until the
+mark is removed; none is open in this file today.
 """
 
 from __future__ import annotations
