@@ -93,6 +93,11 @@ def test_long_files_show_progress(tmp_path, monkeypatch, capsys):
             r"^audio-engine denoise: error: attenuation_db=-3\.0 is not a number in 0\.\.60 dB$",
         ),
         ("ok-flac", [], r"^audio-engine denoise: error: OUT '.*out\.flac' must end in \.wav"),
+        (
+            "ok",
+            ["--block-size", "0"],
+            r"^audio-engine denoise: error: block_size=0 is not an integer in 1\.\.65536$",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, capsys, make, args, message):

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if in_path.resolve() == out_path.resolve():
         raise AudioFileError(f"OUT '{out_path}' is IN: write the cleaned audio to another file")
-    block_size = args.block_size or sample_rate // 100
+    block_size = sample_rate // 100 if args.block_size is None else args.block_size
     attenuation_db = DEFAULT_ATTENUATION_DB if args.attenuation_db is None else args.attenuation_db
     suppressor = NoiseSuppressor(sample_rate, block_size, channels, attenuation_db=attenuation_db)
     pipeline = Pipeline([suppressor], name="denoise")
