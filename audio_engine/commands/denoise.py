@@ -21,6 +21,11 @@ examples:
   audio-engine denoise call.wav call_clean.wav
   audio-engine denoise call.flac call_clean.wav --attenuation-db 15
   audio-engine denoise call.wav clean.wav --report latency.json
+  audio-engine denoise desk_array.wav agent.wav --array calibration/example_array.toml
+
+With --array CONFIG the input is a multichannel recording of a microphone array (one channel per
+microphone, in the order of the config's mics): the array is steered to the agent's mouth by
+the beamformer (MVDR by default) and the suppressor is its post-filter; the output is mono.
 """
 
 #: Files longer than this get a progress bar (seconds of audio).
@@ -43,6 +48,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="FRAMES",
         help="frames per block (default: 10 ms of audio); the output does not depend on it",
+    )
+    parser.add_argument(
+        "--array",
+        metavar="CONFIG",
+        help="TOML file with the microphone array's geometry (see calibration/example_array.toml); "
+        "IN then has one channel per microphone and OUT is mono",
+    )
+    parser.add_argument(
+        "--array-name",
+        metavar="NAME",
+        help="which [arrays.NAME] table of CONFIG to use (default: the only one)",
+    )
+    parser.add_argument(
+        "--beamformer",
+        choices=("mvdr", "delay-and-sum"),
+        default="mvdr",
+        help="beamformer for --array (default: mvdr, adaptive; delay-and-sum is fixed)",
     )
     parser.add_argument(
         "--report", metavar="PATH", help="also write the latency report as JSON to PATH"
@@ -76,8 +98,22 @@ def run(args: argparse.Namespace) -> int:
         raise AudioFileError(f"OUT '{out_path}' is IN: write the cleaned audio to another file")
     block_size = sample_rate // 100 if args.block_size is None else args.block_size
     attenuation_db = DEFAULT_ATTENUATION_DB if args.attenuation_db is None else args.attenuation_db
-    suppressor = NoiseSuppressor(sample_rate, block_size, channels, attenuation_db=attenuation_db)
-    pipeline = Pipeline([suppressor], name="denoise")
+    if args.array:
+        from audio_engine.array_config import check_file_channels, load_array
+        from audio_engine.dsp.beamformer import build_array_pipeline
+
+        config = load_array(args.array, args.array_name)
+        check_file_channels(config, channels, in_path)
+        pipeline = build_array_pipeline(
+            config, sample_rate, block_size, attenuation_db, beamformer=args.beamformer
+        )
+        out_channels = 1
+    else:
+        suppressor = NoiseSuppressor(
+            sample_rate, block_size, channels, attenuation_db=attenuation_db
+        )
+        pipeline = Pipeline([suppressor], name="denoise")
+        out_channels = channels
 
     progress = None
     bar = None
@@ -100,5 +136,7 @@ def run(args: argparse.Namespace) -> int:
         write_reports_json(args.report, [report])
     if not args.quiet:
         print(report.to_text())
-        print(f"wrote {out_path} ({frames / sample_rate:.1f} s, {sample_rate} Hz, {channels} ch)")
+        print(
+            f"wrote {out_path} ({frames / sample_rate:.1f} s, {sample_rate} Hz, {out_channels} ch)"
+        )
     return 0
