@@ -35,4 +35,4 @@ def test_demo_speech_is_package_data():
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
         "package-data"
     ]
-    assert "data/*.flac" in package_data["audio_engine"]
+    assert "*.flac" in package_data["audio_engine.data"]
