@@ -272,17 +272,7 @@ def test_damaged_wav_through_the_file_source_reads_or_is_refused(tmp_path, cut, 
         ("--attenuation-db", "-5", r"attenuation_db=-5\.0 is not a number in 0\.\.60 dB"),
         ("--block-size", "-3", r"block_size=-3 is not an integer in 1\.\.65536"),
         ("--block-size", "100000", r"block_size=100000 is not an integer in 1\.\.65536"),
-        pytest.param(
-            "--block-size",
-            "0",
-            r"block_size=0 is not an integer in 1\.\.65536",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="denoise --block-size 0 silently runs with the default block size: "
-                "`args.block_size or sample_rate // 100` takes 0 for 'not given' "
-                "(audio_engine/commands/denoise.py run: test `is None`)",
-            ),
-        ),
+        ("--block-size", "0", r"block_size=0 is not an integer in 1\.\.65536"),
     ],
 )
 def test_bad_options_are_one_line_exit_2_and_old_output_kept(
