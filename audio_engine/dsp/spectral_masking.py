@@ -1082,9 +1082,13 @@ class SpectralZoneController:
         side), never above the ceiling."""
         exact = self.law.generator_level_dba(self.limiter.offset_db, self.limiter.shape_db)
         level = math.ceil(exact / LEVEL_STEP_DB - 1e-9) * LEVEL_STEP_DB
-        # Rounding up must not carry the A-weighted level past max_dba: then round down.
-        if self.level_dba() + (level - exact) > self.law.max_dba + 1e-9:
-            level = math.floor(exact / LEVEL_STEP_DB + 1e-9) * LEVEL_STEP_DB
+        # The A-weighted level at the listener moves one for one with the generator level, so
+        # max_dba caps the generator at `bound`. Rounding up must not pass it, and neither may
+        # the rate limiter's in-between states (offset and shape move separately, so a moment's
+        # combination can sit a few thousandths of a dB above max_dba): then round down below it.
+        bound = exact + (self.law.max_dba - self.level_dba())
+        if level > bound + 1e-9:
+            level = math.floor(bound / LEVEL_STEP_DB + 1e-9) * LEVEL_STEP_DB
         return min(level, math.floor(self.law.ceiling_dba / LEVEL_STEP_DB) * LEVEL_STEP_DB)
 
     def update(self, measured_db, masking_at_mics_db, dt_s: float) -> None:
