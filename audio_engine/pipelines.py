@@ -114,22 +114,5 @@ def build_masking_pipeline(site_config_or_zones, sample_rate: int, block_size: i
         raise ConfigError(
             f"site_config_or_zones={site!r} is neither a site config, a TOML path nor a zone count"
         )
-    zones = site.zones
-    generator = MaskingGenerator(
-        sample_rate,
-        block_size,
-        len(zones),
-        site.target_nominal_hz,
-        site.target_level_db,
-        level_dba=[z.level_dba for z in zones],
-        ceiling_dba=[z.ceiling_dba for z in zones],
-        spl_offset_db=[z.spl_offset_db for z in zones],
-        seed=site.seed,
-        ramp_s=site.ramp_s,
-        fade_in_s=site.fade_in_s,
-        fade_out_s=site.fade_out_s,
-    )
-    for index, zone in enumerate(zones):
-        if any(zone.eq_db):
-            generator.set_zone_eq_db(index, zone.eq_db)
+    generator = MaskingGenerator.from_site(site, sample_rate, block_size)
     return Pipeline([generator], name=MASKING)

@@ -324,6 +324,43 @@ class MaskingGenerator(Processor):
             self.start()
 
     # -- validation helpers -------------------------------------------------------------------
+    @classmethod
+    def from_site(
+        cls, site, sample_rate: int | None = None, block_size: int | None = None, **kwargs
+    ):
+        """A generator for every zone of a site config: targets, levels, ceilings, calibration
+        offsets, seed, ramps and each zone's EQ, as the site says.
+
+        Parameters
+        ----------
+        site : SiteConfig
+            From :func:`audio_engine.site.load_site_config`.
+        sample_rate, block_size : int, optional
+            Default to the site's own.
+        **kwargs
+            Passed on to the constructor (a subclass's own options).
+        """
+        zones = site.zones
+        generator = cls(
+            site.sample_rate if sample_rate is None else sample_rate,
+            site.block_size if block_size is None else block_size,
+            len(zones),
+            site.target_nominal_hz,
+            site.target_level_db,
+            level_dba=[z.level_dba for z in zones],
+            ceiling_dba=[z.ceiling_dba for z in zones],
+            spl_offset_db=[z.spl_offset_db for z in zones],
+            seed=site.seed,
+            ramp_s=site.ramp_s,
+            fade_in_s=site.fade_in_s,
+            fade_out_s=site.fade_out_s,
+            **kwargs,
+        )
+        for index, zone in enumerate(zones):
+            if any(zone.eq_db):
+                generator.set_zone_eq_db(index, zone.eq_db)
+        return generator
+
     @staticmethod
     def _check_time(name: str, value, lo: float, hi: float) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float | np.number):

@@ -1313,24 +1313,7 @@ def build_spectral_masking(site, with_tap: bool = True, settings: PrivacySetting
     from audio_engine.pipeline import Pipeline
     from audio_engine.pipelines import MASKING
 
-    zones = site.zones
-    generator = SpectralMaskingGenerator(
-        site.sample_rate,
-        site.block_size,
-        len(zones),
-        site.target_nominal_hz,
-        site.target_level_db,
-        level_dba=[z.level_dba for z in zones],
-        ceiling_dba=[z.ceiling_dba for z in zones],
-        spl_offset_db=[z.spl_offset_db for z in zones],
-        seed=site.seed,
-        ramp_s=site.ramp_s,
-        fade_in_s=site.fade_in_s,
-        fade_out_s=site.fade_out_s,
-    )
-    for index, zone in enumerate(zones):
-        if any(zone.eq_db):
-            generator.set_zone_eq_db(index, zone.eq_db)
+    generator = SpectralMaskingGenerator.from_site(site)
     generator.reset()
     array = site.adaptive_array
     tap = None
