@@ -76,3 +76,24 @@ def test_demo_receive_path_holds_the_limit(demo_run):
     ear, _ = read_audio(out / "receive_to_ear.wav")
     assert np.isfinite(ear).all()
     assert "peak at the ear with protection" in stdout
+
+
+def test_demo_runs_without_portaudio_or_espeak(tmp_path):
+    """README's first command must work on a machine with neither PortAudio nor espeak-ng: the
+    demo never imports sounddevice and speaks from the packaged recording."""
+    import os
+    import sys
+
+    code = (
+        "import sys; sys.modules['sounddevice'] = None\n"  # any `import sounddevice` now fails
+        "from audio_engine.office.speech import have_espeak\n"
+        "assert not have_espeak()\n"
+        "from audio_engine.cli import main\n"
+        f"raise SystemExit(main(['demo', '--seconds', '2', '--out', {str(tmp_path)!r}]))\n"
+    )
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable))  # no espeak-ng on PATH
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "headset_to_softphone.wav").is_file()
