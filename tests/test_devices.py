@@ -305,7 +305,9 @@ def test_duplex_callback_processes_and_counts_status_flags(sd):
     pa.close()
     # A device that only captures in stereo: open 2 channels, process the first.
     sd.opened.clear()
-    stream = DeviceStream(pipeline, "duplex", "pulse", "pulse", input_channels=2)
+    stream = DeviceStream(
+        pipeline, "duplex", "pulse", "pulse", input_channels=2, capture_warmup_s=0.0
+    )
     (pa,) = sd.opened
     assert pa.channels == (2, 1)
     x = white(480, offset=1)
@@ -325,18 +327,23 @@ def test_duplex_callback_processes_and_counts_status_flags(sd):
     assert pa.closed
 
 
-def test_non_finite_input_is_zeroed_counted_and_the_callback_allocates_nothing(sd):
+def test_garbage_input_is_zeroed_counted_and_the_callback_allocates_nothing(sd):
     pipeline = Pipeline([Gain(48000, 480, 1)], name="headset")
     stream = DeviceStream(pipeline, "duplex", "USB", "USB")
     (pa,) = sd.opened
     x = white(480, offset=5)
     x[[3, 100, 479], 0] = [np.nan, np.inf, -np.inf]
+    x[[200, 201], 0] = [1e30, -65.0]  # garbage a capture stream has delivered; not audio
+    x[300, 0] = 60.0  # loud but possible: kept
     outdata = np.empty((480, 1), np.float32)
     flags = FakeFlags()
     pa.callback(x.copy(), outdata, 480, None, flags)
     assert np.isfinite(outdata).all()
     assert outdata[3, 0] == 0.0 and outdata[4, 0] == x[4, 0]
-    assert stream.report().telemetry["non-finite input samples zeroed"] == 3
+    assert outdata[200, 0] == 0.0 and outdata[201, 0] == 0.0 and outdata[300, 0] == 60.0
+    telemetry = stream.report().telemetry
+    assert telemetry["non-finite input samples zeroed"] == 3
+    assert telemetry["impossible input samples zeroed"] == 2
     indata = white(480, offset=6)
     tracemalloc.start()
     try:
@@ -373,10 +380,33 @@ def test_input_only_stream_taps_into_a_ring_and_output_only_feeds_silence(sd):
     assert generator.report().output_underflows == 1
 
 
+def test_capture_starts_with_a_warm_up_of_silence_after_every_start(sd):
+    """The first input buffer + 2 blocks after a start are silence: a new ALSA-pulse capture
+    stream has been measured delivering random bits there, some of them plausible audio."""
+    pipeline = Pipeline([Gain(48000, 480, 1)], name="headset")
+    stream = DeviceStream(pipeline, "duplex", "USB", "USB")
+    (pa,) = sd.opened
+    assert stream.warmup_frames == 960 + 960  # 20 ms input latency + two 10 ms blocks
+    garbage = np.full((480, 1), 0.5, np.float32)
+    out = np.empty((480, 1), np.float32)
+    for _ in range(2):  # a restart re-arms the warm-up
+        stream.start()
+        for _ in range(4):
+            pa.callback(garbage.copy(), out, 480, None, FakeFlags())
+            assert not out.any()
+        pa.callback(garbage.copy(), out, 480, None, FakeFlags())
+        assert (out == 0.5).all()
+        stream.stop()
+    assert stream.report().telemetry["input warm-up frames discarded"] == 2 * 1920
+    with pytest.raises(ConfigError, match=r"capture_warmup_s=2.0 is not a number in 0..1 s"):
+        DeviceStream(pipeline, "duplex", "USB", "USB", capture_warmup_s=2.0)
+    assert sd.opened[-1].closed
+
+
 def test_two_devices_are_bridged_by_the_ring_with_bounded_delay(sd):
     block = 480
     pipeline = Pipeline([Gain(48000, block, 1)], name="headset")
-    stream = DeviceStream(pipeline, "duplex", "USB", "HDMI")
+    stream = DeviceStream(pipeline, "duplex", "USB", "HDMI", capture_warmup_s=0.0)
     assert stream.bridged
     capture, playback = sd.opened
     assert stream.device_latency_s == {"input": 0.02, "output": 0.02}

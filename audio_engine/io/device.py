@@ -353,28 +353,46 @@ _pulse_names = sound_server_names
 _pulse_routing = pulse_routing
 
 
-@njit(cache=True)
-def _meter_and_sanitize(peak: np.ndarray, nonfinite: np.ndarray, block: np.ndarray) -> None:
-    """Track max |sample| in ``peak[0]``; replace NaN/Inf by 0 in place, counted in ``nonfinite[0]``.
+#: Largest |sample| accepted from a capture device: 64 is 36 dB above full scale, more than any
+#: float source mixing a few streams can reach; beyond it a "sample" is garbage (the ALSA pulse
+#: plugin has handed new capture streams values above 1e30).
+MAX_INPUT_MAGNITUDE = 64.0
 
-    Real-time safe. Why sanitize here: the ALSA pulse plugin has been measured handing a new
-    capture stream NaN and |x| > 1e30 in its first tens of ms (tests/test_soundserver.py), and
-    one NaN would otherwise reach every stage's filter state.
+
+@njit(cache=True)
+def _meter_and_sanitize(
+    peak: np.ndarray, bad: np.ndarray, block: np.ndarray, max_magnitude: float
+) -> None:
+    """Track max |sample| in ``peak[0]``; zero garbage samples in place and count them.
+
+    ``bad[0]`` counts NaN/Inf, ``bad[1]`` finite samples above ``max_magnitude``. Real-time
+    safe. Why: the ALSA pulse plugin has been measured handing a new capture stream random
+    bits — NaN, 1e30, but also plausible values — in its first tens of ms, before any real
+    sample (tests/test_soundserver.py); one NaN would reach every stage's filter state, one
+    loud garbage sample makes a limiter or level control clamp down for seconds (measured on
+    the receive path). Garbage that looks like audio is kept from the pipeline by the capture
+    warm-up of :class:`DeviceStream` instead.
     """
     m = peak[0]
-    bad = 0
+    nonfinite = 0
+    huge = 0
     for i in range(block.shape[0]):
         for c in range(block.shape[1]):
             v = block[i, c]
             if not np.isfinite(v):
                 block[i, c] = 0.0
-                bad += 1
+                nonfinite += 1
                 continue
             v = abs(v)
+            if v > max_magnitude:
+                block[i, c] = 0.0
+                huge += 1
+                continue
             if v > m:
                 m = v
     peak[0] = m
-    nonfinite[0] += bad
+    bad[0] += nonfinite
+    bad[1] += huge
 
 
 class DeviceStream:
@@ -401,6 +419,10 @@ class DeviceStream:
     input_channels : int, optional
         Channels to capture, >= ``pipeline.channels`` (default equal): for a device that only
         opens in stereo; the pipeline takes the first ``pipeline.channels``.
+    capture_warmup_s : float, optional
+        Seconds of captured audio discarded after each start, 0..1, in whole blocks: the
+        pipeline does not see them and the output is silent meanwhile. Default: the device's
+        input latency plus two blocks (why: :func:`_meter_and_sanitize`).
 
     Notes
     -----
@@ -425,6 +447,7 @@ class DeviceStream:
         tap=None,
         bridge: bool | None = None,
         input_channels: int | None = None,
+        capture_warmup_s: float | None = None,
     ):
         from audio_engine.engine import PipelineCallback
 
@@ -479,8 +502,11 @@ class DeviceStream:
         # Monitoring state written by the callbacks, read by status lines: preallocated.
         self.input_peak = np.zeros(1, np.float64)
         self.status_flags = np.zeros(1, np.int64)
-        self.nonfinite_input = np.zeros(1, np.int64)
-        _meter_and_sanitize(self.input_peak, self.nonfinite_input, np.zeros((1, 1), np.float32))
+        # [non-finite, beyond MAX_INPUT_MAGNITUDE, warm-up frames left, warm-up frames zeroed]
+        self.bad_input = np.zeros(4, np.int64)
+        _meter_and_sanitize(
+            self.input_peak, self.bad_input, np.zeros((1, 1), np.float32), MAX_INPUT_MAGNITUDE
+        )
         self._callback = PipelineCallback(pipeline, tap=self.ring.write if self.bridged else tap)
         self._streams = self._open()
         # The bridge keeps what the output device buffers plus two blocks, so a host that calls
@@ -489,13 +515,34 @@ class DeviceStream:
         self.bridge_keep_frames = 2 * self.block_size + int(
             round(self.device_latency_s["output"] * self.sample_rate)
         )
+        # Capture warm-up: one input buffer plus two blocks, the span in which garbage was seen
+        # (up to 2665 frames with a 1920-frame input buffer at 48 kHz).
+        if capture_warmup_s is None:
+            capture_warmup_s = (
+                2 * self.block_size / self.sample_rate + self.device_latency_s["input"]
+            )
+        if not isinstance(capture_warmup_s, int | float) or not 0.0 <= capture_warmup_s <= 1.0:
+            self.close()
+            raise ConfigError(f"capture_warmup_s={capture_warmup_s!r} is not a number in 0..1 s")
+        self.warmup_frames = (
+            0 if self.input is None else int(round(capture_warmup_s * self.sample_rate))
+        )
 
     # -- callbacks (real-time) -----------------------------------------------------------------
     def _main_callback(self, indata, outdata, frames, time_info, status) -> None:
         if status:
             self.status_flags[0] += 1
+        warmup = self.bad_input
+        if warmup[2] > 0:
+            # Capture warm-up: the pipeline sees neither these frames nor zeros in their place
+            # (a suppressor would learn a noise floor of digital silence); the output is silent.
+            warmup[2] -= frames
+            warmup[3] += frames
+            if outdata is not None:
+                outdata.fill(0.0)
+            return
         if indata is not None:
-            _meter_and_sanitize(self.input_peak, self.nonfinite_input, indata)
+            _meter_and_sanitize(self.input_peak, self.bad_input, indata, MAX_INPUT_MAGNITUDE)
         self._callback(indata, outdata, frames, time_info, status)
 
     def _input_callback(self, indata, frames, time_info, status) -> None:
@@ -577,7 +624,12 @@ class DeviceStream:
         return ", ".join(parts) + (" (bridged by a ring buffer)" if self.bridged else "")
 
     def start(self) -> None:
-        """Start the stream(s): output first, so a bridge's ring is read from the start."""
+        """Start the stream(s): output first, so a bridge's ring is read from the start.
+
+        The blocks covering the first :attr:`warmup_frames` captured frames are not processed
+        and give silence (why: :func:`_meter_and_sanitize`).
+        """
+        self.bad_input[2] = self.warmup_frames
         for stream in reversed(self._streams):
             stream.start()
 
@@ -631,7 +683,9 @@ class DeviceStream:
         extra = {
             "devices": self.describe(),
             "callback faults": self._callback.faults,
-            "non-finite input samples zeroed": int(self.nonfinite_input[0]),
+            "non-finite input samples zeroed": int(self.bad_input[0]),
+            "impossible input samples zeroed": int(self.bad_input[1]),
+            "input warm-up frames discarded": int(self.bad_input[3]),
         }
         if self.ring is not None:
             extra["bridge dropped frames"] = self.ring.dropped_frames
