@@ -529,7 +529,7 @@ def test_headset_receive_path_protects_the_ear_through_the_virtual_speaker(sinks
         f"\nreceive: correlation with far-end speech {corr:.3f}, squeal peak "
         f"{float(np.max(np.abs(aligned[squeal_part]))):.3f} (limit {limit:.3f}), "
         f"reported {pipelines['receive']['total_latency_ms']:.1f} ms + PortAudio; capture "
-        f"warm-up frames zeroed {pipelines['receive']['telemetry']['input warm-up frames discarded']}"
+        f"warm-up frames discarded {pipelines['receive']['telemetry']['input warm-up frames discarded']}"
     )
     assert corr >= 0.9
     # The hard limit holds sample by sample at the ear (float32 transport: no rounding).

@@ -502,7 +502,7 @@ class DeviceStream:
         # Monitoring state written by the callbacks, read by status lines: preallocated.
         self.input_peak = np.zeros(1, np.float64)
         self.status_flags = np.zeros(1, np.int64)
-        # [non-finite, beyond MAX_INPUT_MAGNITUDE, warm-up frames left, warm-up frames zeroed]
+        # [non-finite, beyond MAX_INPUT_MAGNITUDE, warm-up frames left, warm-up frames discarded]
         self.bad_input = np.zeros(4, np.int64)
         _meter_and_sanitize(
             self.input_peak, self.bad_input, np.zeros((1, 1), np.float32), MAX_INPUT_MAGNITUDE
