@@ -421,8 +421,9 @@ class DeviceStream:
         opens in stereo; the pipeline takes the first ``pipeline.channels``.
     capture_warmup_s : float, optional
         Seconds of captured audio discarded after each start, 0..1, in whole blocks: the
-        pipeline does not see them and the output is silent meanwhile. Default: the device's
-        input latency plus two blocks (why: :func:`_meter_and_sanitize`).
+        pipeline does not see them and the output is silent meanwhile. Default: on PortAudio's
+        ALSA host API the device's input latency plus two blocks (why:
+        :func:`_meter_and_sanitize`), elsewhere 0.
 
     Notes
     -----
@@ -518,8 +519,13 @@ class DeviceStream:
         # Capture warm-up: one input buffer plus two blocks, the span in which garbage was seen
         # (up to 2665 frames with a 1920-frame input buffer at 48 kHz).
         if capture_warmup_s is None:
+            # Where the garbage was measured: PortAudio's ALSA host API (the pulse plugin).
+            # Elsewhere nothing is discarded until a measurement says otherwise.
+            on_alsa = self.input is not None and self.input.hostapi == "ALSA"
             capture_warmup_s = (
                 2 * self.block_size / self.sample_rate + self.device_latency_s["input"]
+                if on_alsa
+                else 0.0
             )
         if not isinstance(capture_warmup_s, int | float) or not 0.0 <= capture_warmup_s <= 1.0:
             self.close()
