@@ -16,7 +16,6 @@ from audio_engine.io.files import write_audio
 from audio_engine.latency import LatencyReport, write_reports_json
 from audio_engine.office.noise import headset_room_noise
 from audio_engine.office.speech import demo_speech, loop_with_pauses
-from audio_engine.pipeline import Pipeline
 
 #: The headset path runs at the wideband softphone rate with 5 ms blocks.
 HEADSET_RATE = 16000
@@ -71,11 +70,12 @@ def masking_scene(out_dir: Path, seconds: float, realtime: bool, seed: int) -> L
 
 def receive_scene(out_dir: Path, seconds: float, realtime: bool, seed: int) -> LatencyReport:
     """A caller who starts calm, shouts, and whose line squeals: the hearing protection."""
-    from audio_engine.dsp.hearing import HearingProtector
+    from audio_engine.pipelines import build_receive_pipeline
 
     frames = int(seconds * HEADSET_RATE)
     caller = loop_with_pauses(demo_speech(HEADSET_RATE), frames, HEADSET_RATE)
-    protector = HearingProtector(HEADSET_RATE, HEADSET_BLOCK, 1)
+    pipeline = build_receive_pipeline(HEADSET_RATE, HEADSET_BLOCK, 1)
+    protector = pipeline.stages[0]
     profile = protector.profile
     # Calm speech at about 70 dB SPL at the ear; the middle third shouted 20 dB louder; a 2.8 kHz
     # feedback squeal 30 dB over the calm level for half a second near the end.
@@ -90,7 +90,6 @@ def receive_scene(out_dir: Path, seconds: float, realtime: bool, seed: int) -> L
         2 * np.pi * 2800.0 * t
     )
     line = np.clip(line, -1.0, 1.0).astype(np.float32)[:, None]
-    pipeline = Pipeline([protector], name="receive")
     ear = run_array(pipeline, line, realtime=realtime, compensate_latency=True)
     write_audio(out_dir / "receive_from_caller.wav", line, HEADSET_RATE)
     write_audio(out_dir / "receive_to_ear.wav", ear, HEADSET_RATE)

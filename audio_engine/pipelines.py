@@ -23,6 +23,9 @@ HEADSET = "headset"
 #: Name of the office masking pipeline in latency reports and the bench JSON.
 MASKING = "masking"
 
+#: Name of the receive path (caller to the agent's ear) in latency reports.
+RECEIVE = "receive"
+
 #: The documented example site (the repository's calibration folder, as for headset profiles).
 EXAMPLE_SITE = calibration_file("example_site.toml")
 
@@ -54,6 +57,32 @@ def build_headset_pipeline(
     options = {} if attenuation_db is None else {"attenuation_db": attenuation_db}
     suppressor = NoiseSuppressor(sample_rate, block_size, channels, **options)
     return Pipeline([suppressor], name=HEADSET)
+
+
+def build_receive_pipeline(
+    sample_rate: int, block_size: int, channels: int = 1, profile=None, **options
+) -> Pipeline:
+    """The receive path: the caller's audio through the hearing protection to the earpiece.
+
+    Parameters
+    ----------
+    sample_rate, block_size, channels : int
+        Of the stream (``channels``: 1 mono headset, 2 stereo; the gain is linked).
+    profile : HeadsetProfile, str or None
+        The headset's profile or its name/path (:mod:`audio_engine.headset_profile`); the
+        default example profile when ``None``.
+    **options
+        Passed to :class:`~audio_engine.dsp.hearing.HearingProtector` (``limit_db_spl`` ...).
+
+    Returns
+    -------
+    Pipeline
+        Named ``"receive"``; real-time safe ``process``.
+    """
+    from audio_engine.dsp.hearing import HearingProtector
+
+    protector = HearingProtector(sample_rate, block_size, channels, profile=profile, **options)
+    return Pipeline([protector], name=RECEIVE)
 
 
 def build_masking_pipeline(site_config_or_zones, sample_rate: int, block_size: int) -> Pipeline:

@@ -9,6 +9,7 @@ then drives them like PortAudio would.
 from __future__ import annotations
 
 import importlib.abc
+import json
 import os
 import sys
 import threading
@@ -632,3 +633,96 @@ def test_headset_runs_on_a_device_reports_and_exits_2_when_the_device_is_lost(sd
         telemetry = json.load(f)["pipelines"]["headset"]["telemetry"]
     os.remove(report_path)
     assert telemetry["device losses"] == 1
+
+
+# -- headset: array input, receive path logging (on the fake PortAudio) -----------------------
+
+
+def test_headset_array_needs_the_channels_its_config_maps(sd, capsys):
+    from audio_engine.resources import calibration_file
+
+    code = main(
+        [
+            "headset",
+            "--input",
+            "USB Headset",
+            "--output",
+            "HDMI Output",
+            "--quiet",
+            "--array",
+            str(calibration_file("example_array.toml")),
+            "--seconds",
+            "0.2",
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert (
+        "array 'desk-4' maps mics[3] to input channel 4, but 0 'USB Headset' (FakeAPI) has 1 input channel"
+        in err
+    )
+
+
+def test_headset_array_runs_the_beamformer_and_receive_logs_the_dose(sd, tmp_path, capsys):
+    from audio_engine.resources import calibration_file
+
+    code = main(
+        [
+            "headset",
+            "--input",
+            "pulse",
+            "--output",
+            "HDMI Output",
+            "--quiet",
+            "--array",
+            str(calibration_file("example_array.toml")),
+            "--seconds",
+            "0.3",
+            "--receive",
+            "pulse",
+            "--receive-output",
+            "HDMI Output",
+            "--log-dir",
+            str(tmp_path),
+            "--report",
+            str(tmp_path / "r.json"),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "r.json").read_text())["pipelines"]
+    assert [s["name"] for s in report["array"]["stages"]][1:] == [
+        "MvdrBeamformer",
+        "NoiseSuppressor",
+    ]
+    assert report["array"]["stages"][0]["name"] == "ArrayInput"
+    assert "receive" in report
+    opened = [
+        s for s in sd.opened if s.device == 2 or (isinstance(s.device, tuple) and 2 in s.device)
+    ]
+    assert opened, "the array's capture stream was not opened on the 'pulse' device"
+    # The receive path's dose log: the final dose record is written when the run ends.
+    logs = list(tmp_path.glob("*.jsonl"))
+    assert logs and any('"dose"' in p.read_text() for p in logs)
+
+
+def test_headset_refuses_an_unknown_headset_profile(sd, capsys):
+    code = main(
+        [
+            "headset",
+            "--input",
+            "USB Headset",
+            "--output",
+            "HDMI Output",
+            "--quiet",
+            "--receive",
+            "pulse",
+            "--receive-output",
+            "HDMI Output",
+            "--headset-profile",
+            "no-such-headset",
+            "--seconds",
+            "0.2",
+        ]
+    )
+    assert code == 2
+    assert "headset profile 'no-such-headset' is not known" in capsys.readouterr().err

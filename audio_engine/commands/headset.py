@@ -16,7 +16,12 @@ Run the headset noise suppressor on a real device, in real time:
 
 With --receive, the receive path runs too, as its own pipeline with its own latency report:
 the softphone plays into the virtual speaker, the engine reads its monitor, applies the hearing
-protection and plays to the headset (--receive-output).
+protection (ear levels from --headset-profile) and plays to the headset (--receive-output). The
+day's A-weighted dose and every limiting event are logged (--log-dir) for
+`audio-engine hearing-report`; dose warnings are printed as they happen.
+
+With --array CONFIG, --input is a microphone array: its channels go through the beamformer
+(steered to the agent's mouth as CONFIG says) with the suppressor as post-filter.
 
 A lost device (unplugged headset, restarted sound server) is counted in the report and reopened
 when it comes back (--on-device-loss exit: exit with status 2 instead).
@@ -37,6 +42,8 @@ examples:
   audio-engine headset --input alsa_input.usb-Jabra.mono-fallback --attenuation-db 20
   audio-engine headset --input 3 --output "CABLE Input" --report headset.json   (Windows)
   audio-engine headset --input Jabra --receive --receive-output Jabra
+  audio-engine headset --input Jabra --receive --headset-profile generic-amplified-qd
+  audio-engine headset --input "Desk Array" --array calibration/example_array.toml
 """
 
 #: Status line refresh period: often enough to watch, rare enough to cost nothing.
@@ -140,6 +147,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the headset's earpiece for the receive path (default: default)",
     )
     parser.add_argument(
+        "--headset-profile",
+        metavar="NAME|PATH",
+        help="headset profile for the receive path's ear levels (a name from calibration/headsets "
+        "or a .toml file; default: generic-usb-office)",
+    )
+    parser.add_argument(
+        "--log-dir",
+        metavar="DIR",
+        help="where the receive path's daily dose and limiting events are logged (default: the "
+        "per-user log folder that `audio-engine hearing-report` reads)",
+    )
+    parser.add_argument(
+        "--array",
+        metavar="CONFIG",
+        help="use a microphone array at --input: TOML with its geometry and channel mapping "
+        "(see calibration/example_array.toml); beamformer + suppressor, mono out",
+    )
+    parser.add_argument(
+        "--array-name",
+        metavar="NAME",
+        help="which [arrays.NAME] table of CONFIG (default: the only one)",
+    )
+    parser.add_argument(
+        "--beamformer",
+        choices=("mvdr", "delay-and-sum"),
+        default="mvdr",
+        help="beamformer for --array (default: mvdr, adaptive)",
+    )
+    parser.add_argument(
         "--on-device-loss",
         choices=("reopen", "exit"),
         default="reopen",
@@ -185,8 +221,7 @@ def run(args: argparse.Namespace) -> int:
     from audio_engine.io.device import DEFAULT_LATENCY_S, DeviceStream
     from audio_engine.io.supervisor import DeviceSupervisor
     from audio_engine.latency import write_reports_json
-    from audio_engine.pipeline import Pipeline
-    from audio_engine.pipelines import build_headset_pipeline
+    from audio_engine.pipelines import build_headset_pipeline, build_receive_pipeline
 
     if not 0.0 <= args.seconds <= 7 * 24 * 3600.0:
         raise ConfigError(f"--seconds={args.seconds!r} is not in 0..604800 (0 = until Ctrl-C)")
@@ -200,8 +235,28 @@ def run(args: argparse.Namespace) -> int:
         from audio_engine.io.virtual_device import create_virtual_mic
 
         output = create_virtual_mic(args.mic_name).play_to
-    pipeline = build_headset_pipeline(args.rate, args.block, 1, args.attenuation_db)
-    suppressor = pipeline.stages[0]
+    input_channels = args.input_channels
+    if args.array:
+        from audio_engine.array_config import check_device_channels, load_array
+        from audio_engine.dsp.beamformer import build_array_pipeline
+        from audio_engine.dsp.suppressor import DEFAULT_ATTENUATION_DB
+        from audio_engine.io.device import resolve_device
+
+        array = load_array(args.array, args.array_name)
+        endpoint = resolve_device(args.input, "input")
+        check_device_channels(array, endpoint.max_channels, endpoint.describe())
+        # The array's 1-based mapping picks its microphones from the first N device inputs.
+        input_channels = max(array.device_channels)
+        attenuation_db = (
+            DEFAULT_ATTENUATION_DB if args.attenuation_db is None else args.attenuation_db
+        )
+        pipeline = build_array_pipeline(
+            array, args.rate, args.block, attenuation_db, input_channels=input_channels,
+            beamformer=args.beamformer,
+        )  # fmt: skip
+    else:
+        pipeline = build_headset_pipeline(args.rate, args.block, 1, args.attenuation_db)
+    suppressor = next(s for s in pipeline.stages if hasattr(s, "speech_probability"))
 
     def opener(pipe, source, sink, input_channels=1):
         # Devices by name, so a headset re-plugged under a new index is found on reopen.
@@ -216,20 +271,29 @@ def run(args: argparse.Namespace) -> int:
         )
 
     pipelines = [pipeline]
-    openers = [opener(pipeline, args.input, output, args.input_channels)]
+    openers = [opener(pipeline, args.input, output, input_channels)]
+    hearing_log = None
     if args.receive is not None:
-        from audio_engine.dsp.hearing import HearingProtector
+        from audio_engine.hearing_log import HearingLog
 
         source = args.receive
         if source == "virtual":
             from audio_engine.io.virtual_device import create_virtual_speaker
 
             source = create_virtual_speaker(args.speaker_name).record_from
-        receive = Pipeline([HearingProtector(args.rate, args.block, 1)], name="receive")
+        receive = build_receive_pipeline(args.rate, args.block, 1, profile=args.headset_profile)
         pipelines.append(receive)
         openers.append(opener(receive, source, args.receive_output))
+
+        def tell_agent(record: dict) -> None:  # from the log thread, never the audio thread
+            if str(record.get("kind", "")).startswith("dose"):
+                print(f"hearing protection: {record}", file=sys.stderr, flush=True)
+
+        hearing_log = HearingLog(receive.stages[0], directory=args.log_dir, notify=tell_agent)
+    # A device that comes back starts from a clean state (filters, noise estimates, delay lines).
     supervisors = [
-        DeviceSupervisor(open_stream, policy=args.on_device_loss) for open_stream in openers
+        DeviceSupervisor(open_stream, policy=args.on_device_loss, on_restored=pipe.reset)
+        for open_stream, pipe in zip(openers, pipelines, strict=True)
     ]
 
     console = Console(stderr=True)
@@ -243,6 +307,8 @@ def run(args: argparse.Namespace) -> int:
     live = None
     ran = False  # whether any stream started: a run that never started has nothing to report
     try:
+        if hearing_log is not None:
+            hearing_log.start()  # restores today's dose before the first block
         for supervisor, pipe in zip(supervisors, pipelines, strict=True):
             supervisor.start()
             ran = True
@@ -276,6 +342,8 @@ def run(args: argparse.Namespace) -> int:
         ]
         for supervisor in supervisors:
             supervisor.stop()
+        if hearing_log is not None:
+            hearing_log.stop()  # writes the events still open and a final dose record
         # Every way out (time up, Ctrl-C, a lost device under --on-device-loss exit) reports.
         for r in reports if ran else []:
             print(r.to_text())
