@@ -11,6 +11,7 @@ from scipy.signal import butter, lfilter
 
 from audio_engine.dsp.base import SUPPORTED_SAMPLE_RATES
 from audio_engine.dsp.suppressor import NoiseSuppressor, asymmetric_windows
+from audio_engine.engine import run_array
 from audio_engine.errors import ConfigError
 from audio_engine.office.noise import mix_at_snr
 from audio_engine.pipeline import Pipeline
@@ -362,3 +363,58 @@ def test_bad_configuration_is_refused_with_a_clear_message(kwargs, match):
     args = {"sample_rate": 16000, "block_size": 160} | kwargs
     with pytest.raises(ConfigError, match=match):
         NoiseSuppressor(**args)
+
+
+# -- noise and speech that start after digital silence ----------------------------------------
+@pytest.mark.parametrize("silence_s", [0.5, 5.0])
+@pytest.mark.parametrize("kind", ["pink", "hvac"])
+def test_noise_after_digital_silence_is_learnt_as_at_start_up(kind, silence_s):
+    """A muted microphone or a stream that starts with zeros: the noise that follows is reduced
+    to the limit within a second, as when it is there from the start (measured 2026-11-29:
+    0 dB over the first 2 s before the fix, 25.0 dB from 0.25 s after the onset with it)."""
+    fs = 16000
+    clean, noise, mix = speech_in_noise(kind, 5.0, fs)
+    x = np.concatenate([np.zeros(int(silence_s * fs), np.float32), mix])
+    ns = NoiseSuppressor(fs, 80)
+    y = run_array(Pipeline([ns]), x[:, None])[:, 0]
+    d = ns.latency_samples
+    onset = int(silence_s * fs)
+    ref = highpassed(noise, fs)
+    # The leading noise from 0.25 s to 1.25 s after its onset (speech starts at 1.5 s).
+    a, b = int(0.25 * fs), int(1.25 * fs)
+    out_power = np.sum(y[onset + a + d : onset + b + d].astype(np.float64) ** 2)
+    measured_db = 10 * np.log10(np.sum(ref[a:b] ** 2) / out_power)
+    assert measured_db >= ns.attenuation_db - 3.0, f"{kind}: {measured_db:.1f} dB"
+
+
+@pytest.mark.parametrize(("kind", "lang"), [("pink", "en"), ("white", "ko")])
+def test_speech_right_after_digital_silence_is_kept(kind, lang):
+    """Speech (in noise) that starts at once after 0.5 s of zeros is not learnt as noise: the
+    same SI-SDR gain and correlation bounds as for noisy speech from the start."""
+    fs = 16000
+    s = signals.speech(lang, fs)
+    noise = mix_at_snr(s, signals.office_noise_signal(kind, len(s), fs), 5.0)
+    mix = (s + noise).astype(np.float32)
+    lead = int(0.5 * fs)
+    x = np.concatenate([np.zeros(lead, np.float32), mix])
+    ns = NoiseSuppressor(fs, 160)
+    y = run(ns, x)[lead:, 0]
+    d = ns.latency_samples
+    before = signals.si_sdr_db(s, mix)
+    after = signals.si_sdr_db(s[:-d], y[d:])
+    assert after >= before + 2.0, f"SI-SDR {before:.1f} -> {after:.1f} dB"
+    assert np.corrcoef(s[:-d], y[d:])[0, 1] >= np.corrcoef(s, mix)[0, 1]
+
+
+def test_infinite_input_is_silence_not_clipping():
+    """Inf is zeroed like NaN (fastmath without the no-Inf assumption keeps the check alive):
+    0.2 s of +-Inf leaves exactly the state 0.2 s of zeros leaves."""
+    fs = 16000
+    noise = signals.white(fs, rms=0.1)
+    outs = []
+    for value in (0.0, np.inf):
+        bad = np.full((int(0.2 * fs), 1), value, np.float32)
+        bad[1::2] *= -1.0
+        ns = NoiseSuppressor(fs, 160)
+        outs.append(run(ns, np.concatenate([bad, noise])))
+    np.testing.assert_array_equal(outs[0], outs[1])

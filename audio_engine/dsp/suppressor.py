@@ -230,6 +230,10 @@ class NoiseSuppressor(Processor):
         # over the band): a headset microphone's own noise is above it, and digital silence
         # must not make every click or breath look like speech.
         config[K.C_NOISE_FLOOR] = 1e-9 * self.analysis_window_energy
+        # A frame whose mean power per bin is below that of white noise at -100 dBFS is digital
+        # silence (zeros, or 16-bit quantisation noise at -101 dBFS): 10 dB under the noise
+        # floor above, so a real microphone's self-noise is never taken for it.
+        config[K.C_SILENCE_POWER] = 1e-10 * self.analysis_window_energy
         config[K.C_HPF_B0 : K.C_HPF_A2 + 1] = _highpass(highpass_hz, fs)
         # Keyboard clicks last 3-8 ms plus their decay: hold 10 ms after the last trigger, and
         # never treat more than 10 ms in a row as a click. A click is a >= 20 dB jump within one

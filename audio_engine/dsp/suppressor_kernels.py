@@ -26,6 +26,11 @@ import numpy as np
 from numba import njit
 from rocket_fft import c2r, r2c
 
+#: Numba fastmath flags: all but ``nnan`` and ``ninf``. With those two LLVM assumes no NaN or
+#: Inf exists and folds ``np.isfinite`` to True, even in a helper compiled without them once it
+#: is inlined: Inf input then went through as +-clip instead of being zeroed.
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
 # Rows of the per-unit state array ``bins`` (channels, BIN_ROWS, analysis units).
 NOISE, SPP_SMOOTH, PREV_CLEAN, ZETA, REF_POWER, EXT_NOISE, SMOOTH_POWER, RUN_MIN = range(8)
 MIN_SUBWINDOWS = 4
@@ -83,8 +88,9 @@ PARAM_COUNT = 6
     C_TRANSIENT_FREEZE,
     C_RISE_SPEECH_DB,
     C_TYPING_DECAY,
-) = range(25)
-CONFIG_COUNT = 25
+    C_SILENCE_POWER,
+) = range(26)
+CONFIG_COUNT = 26
 
 #: Least rise of the band above 1 kHz over that of 300-1000 Hz for a click, dB (tuned on the
 #: simulated keyboard, whose 1 kHz high-passed 3-8 ms bursts show only 4-8 dB of tilt; 5 dB
@@ -132,7 +138,7 @@ def lsa_table() -> np.ndarray:
     return np.exp(0.5 * exp1(v))
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=FASTMATH)
 def _lsa_factor(lut, v):
     """Interpolated exp(0.5 E1(v)); E1 -> 0 above the table and ~ -0.5772 - ln v below it."""
     if v <= 10.0**LUT_LOG_MIN:
@@ -146,7 +152,7 @@ def _lsa_factor(lut, v):
     return lut[i] + f * (lut[i + 1] - lut[i])
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=FASTMATH)
 def _presence_map(zeta):
     """Cohen & Berdugo's log-linear map of a smoothed a-priori SNR to a presence likelihood."""
     if zeta <= ZETA_MIN:
@@ -156,7 +162,7 @@ def _presence_map(zeta):
     return np.log(zeta / ZETA_MIN) / np.log(ZETA_MAX / ZETA_MIN)
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=FASTMATH)
 def _frame(
     c,
     frame,
@@ -193,12 +199,21 @@ def _frame(
     # (250 Hz to 8 kHz, 500 Hz above) whose mean power stands for them. Above 4 kHz speech
     # harmonics are not resolved anyway; at 48 kHz it is 112 units instead of 385 bins.
     n_units = unit_edges.shape[0] - 1
+    frame_power = 0.0
     for u in range(n_units):
         total = 0.0
         for k in range(unit_edges[u], unit_edges[u + 1]):
             bin_power[k] = spec[k].real * spec[k].real + spec[k].imag * spec[k].imag
             total += bin_power[k]
         power[u] = total / (unit_edges[u + 1] - unit_edges[u])
+        frame_power += total
+    # Digital silence (a muted microphone, a stream that starts with zeros): the frame says
+    # nothing about the noise. It must neither pull the estimate down nor enter the minimum
+    # statistics' history; instead the tracker starts over, so the first frames of whatever
+    # comes next are learnt as at start-up (without this, noise after 0.5 s of zeros was
+    # reduced by 0 dB for the first 2 s: the speech-presence tracker, seeing a 40 dB rise over
+    # its floor, takes it for speech and admits it only through its stagnation guard).
+    silent = frame_power < config[C_SILENCE_POWER] * spec.shape[0]
 
     noise = bins[c, NOISE]
     spp_smooth = bins[c, SPP_SMOOTH]
@@ -212,7 +227,15 @@ def _frame(
     init_frames = bands[B_INIT_FRAMES]
 
     # -- noise power: speech-presence-probability MMSE tracker (Gerkmann & Hendriks 2012) -----
-    if seen < init_frames:
+    if silent:
+        # Back to the start-up state: the frame counter restarts (the frame after the silence
+        # is frame 0 below), the presence history and the click detector's jump reference
+        # are cleared; the estimate itself is replaced by the first frames' average.
+        seen = -1.0
+        chan[c, PREV_HIGH_POWER] = 0.0
+        for k in range(n_units):
+            spp_smooth[k] = 0.0
+    elif seen < init_frames:
         # The first frames have no estimate yet: average them (speech at start is tolerated, the
         # tracker falls fast from an overestimate).
         w = 1.0 / (seen + 1.0)
@@ -232,14 +255,16 @@ def _frame(
     run_min = bins[c, RUN_MIN]
     alpha_s = config[C_MIN_SMOOTH]
     bias = config[C_MIN_BIAS]
-    for k in range(n_units):
+    # In digital silence the noise, presence and minimum-statistics state stand still.
+    tracking = not silent and freeze <= 0.0
+    for k in range(0 if silent else n_units):
         post = power[k] / noise[k]
         p1 = 1.0 / (1.0 + (1.0 + XI_H1) * np.exp(-min(post * shrink, 80.0)))
         spp_smooth[k] = alpha_p * spp_smooth[k] + (1.0 - alpha_p) * p1
         if spp_smooth[k] > 0.99:
             # Stagnation guard: a bin that has looked like speech for long is re-admitted.
             p1 = min(p1, 0.99)
-        if freeze <= 0.0:
+        if tracking:
             estimate = (1.0 - p1) * power[k] + p1 * noise[k]
             noise[k] = max(alpha_n * noise[k] + (1.0 - alpha_n) * estimate, noise_floor)
             # Cap by the biased minimum of the smoothed power over the last ~1 s (minimum
@@ -253,7 +278,7 @@ def _frame(
             for u in range(MIN_SUBWINDOWS):
                 m = min(m, bins[c, BIN_ROWS - MIN_SUBWINDOWS + u, k])
             noise[k] = max(min(noise[k], bias * m), noise_floor)
-    if freeze <= 0.0:
+    if tracking:
         chan[c, SUBWINDOW_FRAME] += 1.0
         if chan[c, SUBWINDOW_FRAME] >= config[C_SUBWINDOW_FRAMES]:
             chan[c, SUBWINDOW_FRAME] = 0.0
@@ -491,7 +516,7 @@ def _frame(
         ola[c, n] = 0.0
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=FASTMATH)
 def process_block(
     out,
     block,
@@ -622,12 +647,12 @@ def process_block(
                 wet_gain = max(wet_gain - step, wet_target)
             chan[c, WET_GAIN] = wet_gain
             y = wet_gain * out_wet[c, pos] + (1.0 - wet_gain) * out_dry[c, pos]
-            if y > 1.0:
+            if not np.isfinite(y):
+                y = 0.0
+            elif y > 1.0:
                 y = 1.0
             elif y < -1.0:
                 y = -1.0
-            elif not np.isfinite(y):
-                y = 0.0
             out[t, c] = y
     position[0] = pos
 
