@@ -50,8 +50,11 @@ BIN_ROWS = RUN_MIN + 1 + MIN_SUBWINDOWS  # the last rows hold the past sub-windo
     TRANSIENT_IN_PAUSE,
     PREV_HIGH_POWER,
     TYPING_SCORE,
-) = range(12)
-CHAN_COLS = 12
+    SILENT_FRAMES,
+    SOUND_FRAMES,
+    AFTER_SILENCE,
+) = range(15)
+CHAN_COLS = 15
 
 # Rows of the live telemetry (3, channels) and columns of the running sums (channels, 4).
 TEL_SPEECH_PROBABILITY, TEL_SNR_DB, TEL_ATTENUATION_DB = range(3)
@@ -89,8 +92,9 @@ PARAM_COUNT = 6
     C_RISE_SPEECH_DB,
     C_TYPING_DECAY,
     C_SILENCE_POWER,
-) = range(26)
-CONFIG_COUNT = 26
+    C_SILENCE_RESTART,
+) = range(27)
+CONFIG_COUNT = 27
 
 #: Least rise of the band above 1 kHz over that of 300-1000 Hz for a click, dB (tuned on the
 #: simulated keyboard, whose 1 kHz high-passed 3-8 ms bursts show only 4-8 dB of tilt; 5 dB
@@ -109,6 +113,14 @@ BROADBAND_SPEECH_FRACTION = 0.85
 
 #: Speech presence (of the hop before a click) below which the click is taken to be in a pause.
 PAUSE_PRESENCE = 0.3
+
+#: Noise step detector: least rise (dB) of the 0.5 s minimum over the estimate, least share of
+#: the 300-3400 Hz units that show it, and the lift from that minimum back towards the mean
+#: (the minimum of ~25 independent 20 ms-smoothed periodogram values lies ~8 dB under the
+#: mean, Martin 2001; 5 dB stays under it so the SPP tracker finishes the rise from below).
+STEP_RATIO = 10.0 ** (6.0 / 10.0)
+STEP_FRACTION = 0.8
+MIN_UNBIAS = 10.0 ** (5.0 / 10.0)
 
 # Indices of the int64 band-edge vector (bin numbers, half-open ranges).
 B_SPEECH_LO, B_SPEECH_HI, B_LOW_HI, B_HIGH_LO, B_LOCAL_HALF, B_GLOBAL_HALF, B_INIT_FRAMES = range(7)
@@ -207,13 +219,22 @@ def _frame(
             total += bin_power[k]
         power[u] = total / (unit_edges[u + 1] - unit_edges[u])
         frame_power += total
-    # Digital silence (a muted microphone, a stream that starts with zeros): the frame says
-    # nothing about the noise. It must neither pull the estimate down nor enter the minimum
-    # statistics' history; instead the tracker starts over, so the first frames of whatever
-    # comes next are learnt as at start-up (without this, noise after 0.5 s of zeros was
-    # reduced by 0 dB for the first 2 s: the speech-presence tracker, seeing a 40 dB rise over
-    # its floor, takes it for speech and admits it only through its stagnation guard).
+    # Digital silence (a muted microphone, a stream that starts with zeros) says nothing about
+    # the noise that will follow. Before the first sound it does not count as start-up; after
+    # C_SILENCE_RESTART frames of it (a mute, not a gap between words or key clicks) the
+    # tracker starts over, so what comes next is learnt as at start-up. Without this, noise
+    # after 0.5 s of zeros was reduced by 0 dB for its first 2 s: the speech-presence tracker,
+    # seeing a 40 dB rise over its floor, takes it for speech and admits it only through its
+    # stagnation guard. Shorter gaps are tracked as before: with clicks on digital zeros the
+    # detector needs the reference to fall in the gaps (frozen instead, the keyboard mixtures'
+    # residual in pauses rose from -21 to -11 dB).
     silent = frame_power < config[C_SILENCE_POWER] * spec.shape[0]
+    if silent:
+        chan[c, SILENT_FRAMES] += 1.0
+        chan[c, SOUND_FRAMES] = 0.0
+    else:
+        chan[c, SILENT_FRAMES] = 0.0
+        chan[c, SOUND_FRAMES] += 1.0
 
     noise = bins[c, NOISE]
     spp_smooth = bins[c, SPP_SMOOTH]
@@ -226,76 +247,20 @@ def _frame(
     seen = chan[c, FRAMES_SEEN]
     init_frames = bands[B_INIT_FRAMES]
 
-    # -- noise power: speech-presence-probability MMSE tracker (Gerkmann & Hendriks 2012) -----
-    if silent:
-        # Back to the start-up state: the frame counter restarts (the frame after the silence
-        # is frame 0 below), the presence history and the click detector's jump reference
-        # are cleared; the estimate itself is replaced by the first frames' average.
-        seen = -1.0
-        chan[c, PREV_HIGH_POWER] = 0.0
-        for k in range(n_units):
-            spp_smooth[k] = 0.0
-    elif seen < init_frames:
-        # The first frames have no estimate yet: average them (speech at start is tolerated, the
-        # tracker falls fast from an overestimate).
-        w = 1.0 / (seen + 1.0)
-        for k in range(n_units):
-            noise[k] = max(noise[k] + w * (power[k] - noise[k]), noise_floor)
-            ref_power[k] = noise[k]
-            bins[c, SMOOTH_POWER, k] = noise[k]
-            for row in range(RUN_MIN, BIN_ROWS):
-                bins[c, row, k] = 1e300
-    alpha_n = config[C_NOISE_ALPHA]
-    alpha_p = config[C_SPP_ALPHA]
-    shrink = XI_H1 / (1.0 + XI_H1)
+    waiting = silent and (seen < init_frames or chan[c, SILENT_FRAMES] >= config[C_SILENCE_RESTART])
+
     hold = chan[c, TRANSIENT_HOLD]
     # While a click is inside the analysis window the noise and click references stand still.
     freeze = chan[c, TRANSIENT_FREEZE]
-    smooth_power = bins[c, SMOOTH_POWER]
-    run_min = bins[c, RUN_MIN]
-    alpha_s = config[C_MIN_SMOOTH]
-    bias = config[C_MIN_BIAS]
-    # In digital silence the noise, presence and minimum-statistics state stand still.
-    tracking = not silent and freeze <= 0.0
-    for k in range(0 if silent else n_units):
-        post = power[k] / noise[k]
-        p1 = 1.0 / (1.0 + (1.0 + XI_H1) * np.exp(-min(post * shrink, 80.0)))
-        spp_smooth[k] = alpha_p * spp_smooth[k] + (1.0 - alpha_p) * p1
-        if spp_smooth[k] > 0.99:
-            # Stagnation guard: a bin that has looked like speech for long is re-admitted.
-            p1 = min(p1, 0.99)
-        if tracking:
-            estimate = (1.0 - p1) * power[k] + p1 * noise[k]
-            noise[k] = max(alpha_n * noise[k] + (1.0 - alpha_n) * estimate, noise_floor)
-            # Cap by the biased minimum of the smoothed power over the last ~1 s (minimum
-            # statistics, Martin 2001): the SPP tracker's stagnation guard otherwise lets long
-            # sustained vowels leak into the noise estimate. (Using the minimum as a lower
-            # bound as well raised the estimate inside long sentences: PESQ-WB -0.3.)
-            smooth_power[k] = alpha_s * smooth_power[k] + (1.0 - alpha_s) * power[k]
-            if smooth_power[k] < run_min[k]:
-                run_min[k] = smooth_power[k]
-            m = run_min[k]
-            for u in range(MIN_SUBWINDOWS):
-                m = min(m, bins[c, BIN_ROWS - MIN_SUBWINDOWS + u, k])
-            noise[k] = max(min(noise[k], bias * m), noise_floor)
-    if tracking:
-        chan[c, SUBWINDOW_FRAME] += 1.0
-        if chan[c, SUBWINDOW_FRAME] >= config[C_SUBWINDOW_FRAMES]:
-            chan[c, SUBWINDOW_FRAME] = 0.0
-            slot = int(chan[c, SUBWINDOW_SLOT])
-            row = BIN_ROWS - MIN_SUBWINDOWS + slot
-            for k in range(n_units):
-                bins[c, row, k] = run_min[k]
-                run_min[k] = smooth_power[k]
-            chan[c, SUBWINDOW_SLOT] = (slot + 1) % MIN_SUBWINDOWS
-
     lo = bands[B_SPEECH_LO]
     hi = bands[B_SPEECH_HI]
     # -- transient (keyboard click) detector -------------------------------------------------
     # A click is a sudden, broadband rise above 1 kHz with no matching rise below it; speech
     # onsets start voiced (low band first), so they do not trip it.
     transient = False
-    if params[P_TRANSIENT] > 0.0 and seen >= init_frames:
+    # After digital silence the reference is that silence, so the detector runs from the first
+    # frame of sound: a click that ends a mute is not averaged into the new noise estimate.
+    if params[P_TRANSIENT] > 0.0 and (seen >= init_frames or chan[c, AFTER_SILENCE] > 0.0):
         high_lo = bands[B_HIGH_LO]
         low_hi = bands[B_LOW_HI]
         high_now = 0.0
@@ -382,6 +347,94 @@ def _frame(
         for k in range(n_units):
             a = alpha_up if power[k] > ref_power[k] else alpha_down
             ref_power[k] = a * ref_power[k] + (1.0 - a) * power[k]
+
+    # -- noise power: speech-presence-probability MMSE tracker (Gerkmann & Hendriks 2012) -----
+    if waiting:
+        if seen >= init_frames:
+            # Back to the start-up state: the first frame of sound is frame 0 below, the
+            # presence history and the click detector's jump reference are cleared; the
+            # estimate itself is replaced by the first frames' average.
+            seen = 0.0
+            chan[c, PREV_HIGH_POWER] = 0.0
+            for k in range(n_units):
+                spp_smooth[k] = 0.0
+                noise[k] = noise_floor
+                ref_power[k] = noise_floor
+        chan[c, AFTER_SILENCE] = 1.0
+    elif seen < init_frames and freeze <= 0.0:
+        # The first frames have no estimate yet: average them (speech at start is tolerated, the
+        # tracker falls fast from an overestimate).
+        w = 1.0 / (seen + 1.0)
+        for k in range(n_units):
+            noise[k] = max(noise[k] + w * (power[k] - noise[k]), noise_floor)
+            ref_power[k] = noise[k]
+            bins[c, SMOOTH_POWER, k] = noise[k]
+            for row in range(RUN_MIN, BIN_ROWS):
+                bins[c, row, k] = 1e300
+    alpha_n = config[C_NOISE_ALPHA]
+    alpha_p = config[C_SPP_ALPHA]
+    shrink = XI_H1 / (1.0 + XI_H1)
+    smooth_power = bins[c, SMOOTH_POWER]
+    run_min = bins[c, RUN_MIN]
+    alpha_s = config[C_MIN_SMOOTH]
+    bias = config[C_MIN_BIAS]
+    # While waiting for sound the noise, presence and minimum-statistics state stand still.
+    tracking = not waiting and freeze <= 0.0
+    for k in range(0 if waiting else n_units):
+        post = power[k] / noise[k]
+        p1 = 1.0 / (1.0 + (1.0 + XI_H1) * np.exp(-min(post * shrink, 80.0)))
+        spp_smooth[k] = alpha_p * spp_smooth[k] + (1.0 - alpha_p) * p1
+        if spp_smooth[k] > 0.99:
+            # Stagnation guard: a bin that has looked like speech for long is re-admitted.
+            p1 = min(p1, 0.99)
+        if tracking:
+            estimate = (1.0 - p1) * power[k] + p1 * noise[k]
+            noise[k] = max(alpha_n * noise[k] + (1.0 - alpha_n) * estimate, noise_floor)
+            # Cap by the biased minimum of the smoothed power over the last ~1 s (minimum
+            # statistics, Martin 2001): the SPP tracker's stagnation guard otherwise lets long
+            # sustained vowels leak into the noise estimate. (Using the minimum as a lower
+            # bound as well raised the estimate inside long sentences: PESQ-WB -0.3.)
+            smooth_power[k] = alpha_s * smooth_power[k] + (1.0 - alpha_s) * power[k]
+            if smooth_power[k] < run_min[k]:
+                run_min[k] = smooth_power[k]
+            m = run_min[k]
+            for u in range(MIN_SUBWINDOWS):
+                m = min(m, bins[c, BIN_ROWS - MIN_SUBWINDOWS + u, k])
+            noise[k] = max(min(noise[k], bias * m), noise_floor)
+    if tracking:
+        chan[c, SUBWINDOW_FRAME] += 1.0
+        if chan[c, SUBWINDOW_FRAME] >= config[C_SUBWINDOW_FRAMES]:
+            chan[c, SUBWINDOW_FRAME] = 0.0
+            slot = int(chan[c, SUBWINDOW_SLOT])
+            row = BIN_ROWS - MIN_SUBWINDOWS + slot
+            prev_row = BIN_ROWS - MIN_SUBWINDOWS + (slot + MIN_SUBWINDOWS - 1) % MIN_SUBWINDOWS
+            # A step up of the noise: the SPP tracker admits a rise of more than ~6 dB only
+            # through its stagnation guard (~0.14 x the new power per second) and the minimum
+            # cap holds the old level for ~1.25 s, so a 30 dB step took seconds. If the minimum
+            # of the smoothed power over the last two sub-windows (0.5 s) lies STEP_DB above
+            # the estimate in >= STEP_FRACTION of the 300-3400 Hz units, no speech explains it
+            # (speech leaves gaps and valleys within 0.5 s): those units take that minimum,
+            # MIN_UNBIAS_DB up, and forget the older minima.
+            step_count = 0
+            for k in range(bands[B_SPEECH_LO], bands[B_SPEECH_HI]):
+                m2 = min(run_min[k], bins[c, prev_row, k])
+                if bins[c, prev_row, k] < 1e299 and m2 > STEP_RATIO * noise[k]:
+                    step_count += 1
+            # Only over sound without digital silence in it (gaps between words or clicks
+            # would otherwise leave nothing but speech and clicks in the history).
+            stepped = (
+                step_count >= STEP_FRACTION * (bands[B_SPEECH_HI] - bands[B_SPEECH_LO])
+                and chan[c, SOUND_FRAMES] >= 2.0 * config[C_SUBWINDOW_FRAMES]
+            )
+            for k in range(n_units):
+                m2 = min(run_min[k], bins[c, prev_row, k])
+                if stepped and bins[c, prev_row, k] < 1e299 and m2 > STEP_RATIO * noise[k]:
+                    noise[k] = MIN_UNBIAS * m2
+                    for u in range(MIN_SUBWINDOWS):
+                        bins[c, BIN_ROWS - MIN_SUBWINDOWS + u, k] = m2
+                bins[c, row, k] = run_min[k]
+                run_min[k] = smooth_power[k]
+            chan[c, SUBWINDOW_SLOT] = (slot + 1) % MIN_SUBWINDOWS
 
     use_ext = params[P_USE_EXT] > 0.0
 
@@ -496,7 +549,13 @@ def _frame(
     sums[c, SUM_SPEECH_PROBABILITY] += speech_probability
     sums[c, SUM_SNR_DB] += snr_db
     sums[c, SUM_ATTENUATION_DB] += attenuation_db
-    chan[c, FRAMES_SEEN] = seen + 1.0
+    if waiting or (seen < init_frames and freeze > 0.0):
+        # Start-up counts frames of sound without a click in the window only.
+        chan[c, FRAMES_SEEN] = seen
+    else:
+        chan[c, FRAMES_SEEN] = seen + 1.0
+        if seen + 1.0 >= init_frames:
+            chan[c, AFTER_SILENCE] = 0.0
 
     # -- synthesis: gains, inverse FFT, short synthesis window, overlap-add --------------------
     for u in range(n_units):
@@ -681,3 +740,6 @@ def reset_channel(c, hpf, frame, ola, bins, chan, out_wet, config):
     chan[c, TRANSIENT_IN_PAUSE] = 0.0
     chan[c, PREV_HIGH_POWER] = 0.0
     chan[c, TYPING_SCORE] = 0.0
+    chan[c, SILENT_FRAMES] = 0.0
+    chan[c, SOUND_FRAMES] = 0.0
+    chan[c, AFTER_SILENCE] = 0.0
