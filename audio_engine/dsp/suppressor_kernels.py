@@ -93,8 +93,9 @@ PARAM_COUNT = 6
     C_TYPING_DECAY,
     C_SILENCE_POWER,
     C_SILENCE_RESTART,
-) = range(27)
-CONFIG_COUNT = 27
+    C_TRUST_FRAMES,
+) = range(28)
+CONFIG_COUNT = 28
 
 #: Least rise of the band above 1 kHz over that of 300-1000 Hz for a click, dB (tuned on the
 #: simulated keyboard, whose 1 kHz high-passed 3-8 ms bursts show only 4-8 dB of tilt; 5 dB
@@ -219,15 +220,14 @@ def _frame(
             total += bin_power[k]
         power[u] = total / (unit_edges[u + 1] - unit_edges[u])
         frame_power += total
-    # Digital silence (a muted microphone, a stream that starts with zeros) says nothing about
-    # the noise that will follow. Before the first sound it does not count as start-up; after
-    # C_SILENCE_RESTART frames of it (a mute, not a gap between words or key clicks) the
-    # tracker starts over, so what comes next is learnt as at start-up. Without this, noise
-    # after 0.5 s of zeros was reduced by 0 dB for its first 2 s: the speech-presence tracker,
-    # seeing a 40 dB rise over its floor, takes it for speech and admits it only through its
-    # stagnation guard. Shorter gaps are tracked as before: with clicks on digital zeros the
-    # detector needs the reference to fall in the gaps (frozen instead, the keyboard mixtures'
-    # residual in pauses rose from -21 to -11 dB).
+    # Digital silence (a muted microphone, a gated stream, a stream that starts with zeros)
+    # says nothing about the noise: it neither pulls the estimate down nor enters the minimum
+    # statistics' history nor counts as start-up, so the estimate from before a pause is still
+    # there when sound comes back. After C_SILENCE_RESTART frames of it (a mute) the tracker
+    # starts over and learns what follows as at start-up. Before this, noise after 0.5 s of
+    # zeros was reduced by 0 dB for its first 2 s: the estimate had fallen to the floor, and
+    # the speech-presence tracker takes a 40 dB rise for speech and admits it only through its
+    # stagnation guard.
     silent = frame_power < config[C_SILENCE_POWER] * spec.shape[0]
     if silent:
         chan[c, SILENT_FRAMES] += 1.0
@@ -246,8 +246,6 @@ def _frame(
     noise_floor = config[C_NOISE_FLOOR]
     seen = chan[c, FRAMES_SEEN]
     init_frames = bands[B_INIT_FRAMES]
-
-    waiting = silent and (seen < init_frames or chan[c, SILENT_FRAMES] >= config[C_SILENCE_RESTART])
 
     hold = chan[c, TRANSIENT_HOLD]
     # While a click is inside the analysis window the noise and click references stand still.
@@ -349,11 +347,15 @@ def _frame(
             ref_power[k] = a * ref_power[k] + (1.0 - a) * power[k]
 
     # -- noise power: speech-presence-probability MMSE tracker (Gerkmann & Hendriks 2012) -----
-    if waiting:
-        if seen >= init_frames:
-            # Back to the start-up state: the first frame of sound is frame 0 below, the
-            # presence history and the click detector's jump reference are cleared; the
-            # estimate itself is replaced by the first frames' average.
+    if silent:
+        # Also when the estimate came from less than C_TRUST_FRAMES of sound (a click, a filter's
+        # response to a DC step): it is not carried across a silence.
+        if seen >= init_frames and (
+            chan[c, SILENT_FRAMES] >= config[C_SILENCE_RESTART] or seen < config[C_TRUST_FRAMES]
+        ):
+            # Back to the start-up state: the first frame of sound is frame 0 below; presence
+            # history, estimate and click references start from the floor (the estimate is
+            # replaced by the first frames' average).
             seen = 0.0
             chan[c, PREV_HIGH_POWER] = 0.0
             for k in range(n_units):
@@ -378,9 +380,9 @@ def _frame(
     run_min = bins[c, RUN_MIN]
     alpha_s = config[C_MIN_SMOOTH]
     bias = config[C_MIN_BIAS]
-    # While waiting for sound the noise, presence and minimum-statistics state stand still.
-    tracking = not waiting and freeze <= 0.0
-    for k in range(0 if waiting else n_units):
+    # In digital silence the noise, presence and minimum-statistics state stand still.
+    tracking = not silent and freeze <= 0.0
+    for k in range(0 if silent else n_units):
         post = power[k] / noise[k]
         p1 = 1.0 / (1.0 + (1.0 + XI_H1) * np.exp(-min(post * shrink, 80.0)))
         spp_smooth[k] = alpha_p * spp_smooth[k] + (1.0 - alpha_p) * p1
@@ -549,7 +551,7 @@ def _frame(
     sums[c, SUM_SPEECH_PROBABILITY] += speech_probability
     sums[c, SUM_SNR_DB] += snr_db
     sums[c, SUM_ATTENUATION_DB] += attenuation_db
-    if waiting or (seen < init_frames and freeze > 0.0):
+    if silent or (seen < init_frames and freeze > 0.0):
         # Start-up counts frames of sound without a click in the window only.
         chan[c, FRAMES_SEEN] = seen
     else:
