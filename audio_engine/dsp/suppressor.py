@@ -245,6 +245,9 @@ class NoiseSuppressor(Processor):
         # transient and then silence, and its spectrum kept as the noise left the white noise
         # that followed unsuppressed for over 1.5 s.
         config[K.C_TRUST_FRAMES] = round(0.25 / hop_s)
+        # A hop is silent below the same -100 dBFS; a window is all sound after this many hops.
+        config[K.C_SILENT_HOP_ENERGY] = 1e-10 * hop
+        config[K.C_WINDOW_HOPS] = float(np.ceil(n_fft / hop))
         config[K.C_HPF_B0 : K.C_HPF_A2 + 1] = _highpass(highpass_hz, fs)
         # Keyboard clicks last 3-8 ms plus their decay: hold 10 ms after the last trigger, and
         # never treat more than 10 ms in a row as a click. A click is a >= 20 dB jump within one

@@ -53,8 +53,9 @@ BIN_ROWS = RUN_MIN + 1 + MIN_SUBWINDOWS  # the last rows hold the past sub-windo
     SILENT_FRAMES,
     SOUND_FRAMES,
     AFTER_SILENCE,
-) = range(15)
-CHAN_COLS = 15
+    HOP_SOUND,
+) = range(16)
+CHAN_COLS = 16
 
 # Rows of the live telemetry (3, channels) and columns of the running sums (channels, 4).
 TEL_SPEECH_PROBABILITY, TEL_SNR_DB, TEL_ATTENUATION_DB = range(3)
@@ -94,8 +95,10 @@ PARAM_COUNT = 6
     C_SILENCE_POWER,
     C_SILENCE_RESTART,
     C_TRUST_FRAMES,
-) = range(28)
-CONFIG_COUNT = 28
+    C_SILENT_HOP_ENERGY,
+    C_WINDOW_HOPS,
+) = range(30)
+CONFIG_COUNT = 30
 
 #: Least rise of the band above 1 kHz over that of 300-1000 Hz for a click, dB (tuned on the
 #: simulated keyboard, whose 1 kHz high-passed 3-8 ms bursts show only 4-8 dB of tilt; 5 dB
@@ -229,6 +232,13 @@ def _frame(
     # the speech-presence tracker takes a 40 dB rise for speech and admits it only through its
     # stagnation guard.
     silent = frame_power < config[C_SILENCE_POWER] * spec.shape[0]
+    hop_energy = 0.0
+    for n in range(n_fft - hop, n_fft):
+        hop_energy += frame[c, n] * frame[c, n]
+    if hop_energy < config[C_SILENT_HOP_ENERGY]:
+        chan[c, HOP_SOUND] = 0.0
+    else:
+        chan[c, HOP_SOUND] += 1.0
     if silent:
         chan[c, SILENT_FRAMES] += 1.0
         chan[c, SOUND_FRAMES] = 0.0
@@ -380,9 +390,13 @@ def _frame(
     run_min = bins[c, RUN_MIN]
     alpha_s = config[C_MIN_SMOOTH]
     bias = config[C_MIN_BIAS]
-    # In digital silence the noise, presence and minimum-statistics state stand still.
-    tracking = not silent and freeze <= 0.0
-    for k in range(0 if silent else n_units):
+    # In digital silence the noise, presence and minimum-statistics state stand still, and so
+    # they do while the window still holds some of it (the frames that fade into or out of a
+    # pause are quieter than the noise: in the minimum they pulled the estimate down for the
+    # ~1 s the minimum lasts, HVAC after a 0.5 s gap was reduced by 7-13 dB instead of 25).
+    still = silent or (seen >= init_frames and chan[c, HOP_SOUND] < config[C_WINDOW_HOPS])
+    tracking = not still and freeze <= 0.0
+    for k in range(0 if still else n_units):
         post = power[k] / noise[k]
         p1 = 1.0 / (1.0 + (1.0 + XI_H1) * np.exp(-min(post * shrink, 80.0)))
         spp_smooth[k] = alpha_p * spp_smooth[k] + (1.0 - alpha_p) * p1
@@ -745,3 +759,4 @@ def reset_channel(c, hpf, frame, ola, bins, chan, out_wet, config):
     chan[c, SILENT_FRAMES] = 0.0
     chan[c, SOUND_FRAMES] = 0.0
     chan[c, AFTER_SILENCE] = 0.0
+    chan[c, HOP_SOUND] = 0.0
