@@ -398,7 +398,11 @@ def test_mask_command_silences_a_lost_amplifier_and_fades_in_when_it_is_back(
     assert "device lost" in printed and "device back" in printed
     telemetry = json.loads((tmp_path / "r.json").read_text())["pipelines"]["masking"]["telemetry"]
     assert telemetry["device losses"] == 1 and telemetry["device reopens"] == 1
-    assert 0.5 <= telemetry["seconds without device"] <= 2.0
+    # Lost from the poll after the unplug (<= 0.25 s late) until the retry after the plug
+    # (<= 1 s retry + a poll): at least the real gap minus one poll, at most the whole run. No
+    # tighter upper bound: on a loaded machine each of those waits can stretch (wall clock).
+    gap_s = fired[1] - fired[0]
+    assert gap_s - 0.3 <= telemetry["seconds without device"] <= 4.0
     assert office.opened == 2
 
     def audio(t0, t1):
