@@ -297,13 +297,72 @@ class SiteAdaptive:
         ]
 
 
-class MicLevelTap(Processor):
-    """Measures the A-weighted level of each microphone channel for the adaptive rule.
+class PowerTap(Processor):
+    """Base of the microphone taps: a filter stage, then sums of squares for the control thread.
 
     Sits first in the masking pipeline on a duplex stream: ``channels`` microphone channels in,
     one silent channel out (the masking generator ignores its input). The audio thread only
-    filters and accumulates sums of squares; the control thread calls :meth:`levels_dba` once
-    per update to get each microphone's Leq since its previous call.
+    filters (``front``) and accumulates sums of squares of the filter's outputs; the control
+    thread calls :meth:`mean_power` once per update for each output's mean square since its
+    previous call.
+
+    Parameters
+    ----------
+    front : Processor
+        The filter (A-weighting, a band filterbank), built for this tap's rate, block and
+        channels.
+    spl_offset_db : array_like (channels,)
+        Per microphone, dB SPL at 0 dBFS RMS (``ArrayConfig.sensitivity_offsets_db()``).
+
+    Notes
+    -----
+    :meth:`process` is real-time safe. :meth:`mean_power` reads counters the audio thread only
+    ever increases, so it needs no lock (a block landing mid-read moves to the next update).
+    """
+
+    def __init__(self, front: Processor, spl_offset_db):
+        super().__init__(front.sample_rate, front.block_size, front.channels)
+        self.output_channels = 1
+        offsets = np.asarray(spl_offset_db, dtype=np.float64).ravel()
+        if offsets.shape != (self.channels,) or not np.all(np.isfinite(offsets)):
+            raise ConfigError(
+                f"spl_offset_db={spl_offset_db!r} is not {self.channels} finite numbers "
+                "(calibrate the microphones: sensitivity_dbfs in the array table)"
+            )
+        self.spl_offset_db = offsets
+        self._front = front
+        self._filtered = np.zeros((self.block_size, front.output_channels), np.float32)
+        self._accumulator = np.zeros(front.output_channels + 1)  # sums of squares, then frames
+        self._previous = np.zeros_like(self._accumulator)
+        accumulate_power(self._accumulator.copy(), self._filtered[:1])  # compile before audio
+
+    def reset(self) -> None:
+        self._front.reset()
+        self._accumulator.fill(0.0)
+        self._previous.fill(0.0)
+
+    def _process(self, block: np.ndarray, out: np.ndarray) -> None:
+        filtered = self._filtered[: block.shape[0]]
+        self._front.process(block, filtered)
+        accumulate_power(self._accumulator, filtered)
+        out.fill(0.0)
+
+    def mean_power(self) -> np.ndarray | None:
+        """Mean square of each filter output since the previous call, or None if no audio came.
+
+        Control thread only (allocates).
+        """
+        now = self._accumulator.copy()
+        delta = now - self._previous
+        self._previous = now
+        frames = delta[-1]
+        if frames <= 0:
+            return None
+        return delta[:-1] / frames
+
+
+class MicLevelTap(PowerTap):
+    """Measures the A-weighted level of each microphone channel for the adaptive rule.
 
     Parameters
     ----------
@@ -315,44 +374,15 @@ class MicLevelTap(Processor):
 
     Notes
     -----
-    :meth:`process` is real-time safe. :meth:`levels_dba` reads counters the audio thread only
-    ever increases, so it needs no lock (a block landing mid-read moves to the next update).
+    :meth:`process` is real-time safe (see :class:`PowerTap`).
     """
 
     def __init__(self, sample_rate: int, block_size: int, channels: int, spl_offset_db):
-        super().__init__(sample_rate, block_size, channels)
-        self.output_channels = 1
-        offsets = np.asarray(spl_offset_db, dtype=np.float64).ravel()
-        if offsets.shape != (self.channels,) or not np.all(np.isfinite(offsets)):
-            raise ConfigError(
-                f"spl_offset_db={spl_offset_db!r} is not {self.channels} finite numbers "
-                "(calibrate the microphones: sensitivity_dbfs in the array table)"
-            )
-        self.spl_offset_db = offsets
-        self._filter = WeightingFilter(self.sample_rate, self.block_size, self.channels, "A")
-        self._weighted = np.zeros((self.block_size, self.channels), np.float32)
-        self._accumulator = np.zeros(self.channels + 1)
-        self._previous = np.zeros(self.channels + 1)
-        accumulate_power(self._accumulator.copy(), self._weighted[:1])
-
-    def reset(self) -> None:
-        self._filter.reset()
-        self._accumulator.fill(0.0)
-        self._previous.fill(0.0)
-
-    def _process(self, block: np.ndarray, out: np.ndarray) -> None:
-        frames = block.shape[0]
-        weighted = self._weighted[:frames]
-        self._filter.process(block, weighted)
-        accumulate_power(self._accumulator, weighted)
-        out.fill(0.0)
+        super().__init__(WeightingFilter(sample_rate, block_size, channels, "A"), spl_offset_db)
 
     def levels_dba(self) -> np.ndarray | None:
         """Each microphone's LAeq since the previous call (mics,), or None if no audio came."""
-        now = self._accumulator.copy()
-        delta = now - self._previous
-        self._previous = now
-        frames = delta[-1]
-        if frames <= 0:
+        power = self.mean_power()
+        if power is None:
             return None
-        return 10.0 * np.log10(np.maximum(delta[:-1] / frames, 1e-30)) + self.spl_offset_db
+        return 10.0 * np.log10(np.maximum(power, 1e-30)) + self.spl_offset_db

@@ -74,11 +74,9 @@ import numpy as np
 from numba import njit
 
 from audio_engine.dsp import sii as sii_module
-from audio_engine.dsp.adaptive import power_sum_db
+from audio_engine.dsp.adaptive import PowerTap, power_sum_db
 from audio_engine.dsp.bands import band_index, exact_centre_hz
-from audio_engine.dsp.base import Processor
 from audio_engine.dsp.masking import LEVEL_STEP_DB, MaskingGenerator
-from audio_engine.dsp.masking_kernels import accumulate_power
 from audio_engine.dsp.octave import OctaveFilterBank
 from audio_engine.dsp.weighting import design_goal_db
 from audio_engine.errors import ConfigError
@@ -958,13 +956,14 @@ class SpectralMaskingGenerator(MaskingGenerator):
         return summary
 
 
-class MicBandTap(Processor):
+class MicBandTap(PowerTap):
     """One-third-octave band levels of each microphone, for :class:`BandActivityEstimator`.
 
     Sits first in the masking pipeline on a duplex stream, as
-    :class:`~audio_engine.dsp.adaptive.MicLevelTap` does: ``channels`` microphones in, one silent
-    channel out. The audio thread filters (IEC 61260-1 filterbank) and accumulates band powers;
-    the control thread calls :meth:`levels_db` once per update.
+    :class:`~audio_engine.dsp.adaptive.MicLevelTap` does (both are a
+    :class:`~audio_engine.dsp.adaptive.PowerTap`): ``channels`` microphones in, one silent channel
+    out; the audio thread filters (IEC 61260-1 filterbank) and accumulates band powers, the
+    control thread calls :meth:`levels_db` once per update.
 
     Parameters
     ----------
@@ -976,55 +975,28 @@ class MicBandTap(Processor):
 
     Notes
     -----
-    :meth:`process` is real-time safe. :meth:`levels_db` reads counters the audio thread only
-    increases (no lock; a block landing mid-read moves to the next update).
+    :meth:`process` is real-time safe.
     """
 
     def __init__(self, sample_rate: int, block_size: int, channels: int, spl_offset_db, nominal_hz):
-        super().__init__(sample_rate, block_size, channels)
-        self.output_channels = 1
-        offsets = np.asarray(spl_offset_db, dtype=np.float64).ravel()
-        if offsets.shape != (self.channels,) or not np.all(np.isfinite(offsets)):
-            raise ConfigError(
-                f"spl_offset_db={spl_offset_db!r} is not {self.channels} finite numbers"
-            )
         nominal = np.asarray(nominal_hz, dtype=np.float64).ravel()
-        self._bank = OctaveFilterBank(
-            self.sample_rate, self.block_size, self.channels, float(nominal[0]), float(nominal[-1])
+        bank = OctaveFilterBank(
+            sample_rate, block_size, channels, float(nominal[0]), float(nominal[-1])
         )
-        if self._bank.nominal_hz.shape != nominal.shape:
+        if bank.nominal_hz.shape != nominal.shape:
             raise ConfigError(
                 f"bands {nominal.tolist()} do not all fit below Nyquist at "
-                f"sample_rate={self.sample_rate}; allowed up to {self._bank.nominal_hz[-1]:g} Hz"
+                f"sample_rate={bank.sample_rate}; allowed up to {bank.nominal_hz[-1]:g} Hz"
             )
+        super().__init__(bank, spl_offset_db)
         self.nominal_hz = nominal
-        self.spl_offset_db = offsets
-        self._bands_out = np.zeros((self.block_size, self._bank.output_channels), np.float32)
-        self._accumulator = np.zeros(self._bank.output_channels + 1)
-        self._previous = np.zeros_like(self._accumulator)
-        accumulate_power(self._accumulator.copy(), self._bands_out[:1])
-
-    def reset(self) -> None:
-        self._bank.reset()
-        self._accumulator.fill(0.0)
-        self._previous.fill(0.0)
-
-    def _process(self, block: np.ndarray, out: np.ndarray) -> None:
-        bands = self._bands_out[: block.shape[0]]
-        self._bank.process(block, bands)
-        accumulate_power(self._accumulator, bands)
-        out.fill(0.0)
 
     def levels_db(self) -> np.ndarray | None:
         """Band levels (mics, bands) dB SPL since the previous call, or None if no audio came."""
-        now = self._accumulator.copy()
-        delta = now - self._previous
-        self._previous = now
-        frames = delta[-1]
-        if frames <= 0:
+        power = self.mean_power()
+        if power is None:
             return None
-        power = delta[:-1].reshape(self.channels, -1) / frames
-        return _db(power) + self.spl_offset_db[:, None]
+        return _db(power.reshape(self.channels, -1)) + self.spl_offset_db[:, None]
 
 
 # -- per zone: estimator + law + rate limits; per site: the supervisor ----------------------------
