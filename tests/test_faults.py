@@ -388,7 +388,7 @@ def test_mask_command_silences_a_lost_amplifier_and_fades_in_when_it_is_back(
     driver.start()
     try:
         status = main(
-            ["mask", "--config", config, "--seconds", "4", "--report", str(tmp_path / "r.json")]
+            ["mask", "--config", config, "--seconds", "5", "--report", str(tmp_path / "r.json")]
         )
     finally:
         stop.set()
@@ -402,7 +402,7 @@ def test_mask_command_silences_a_lost_amplifier_and_fades_in_when_it_is_back(
     # (<= 1 s retry + a poll): at least the real gap minus one poll, at most the whole run. No
     # tighter upper bound: on a loaded machine each of those waits can stretch (wall clock).
     gap_s = fired[1] - fired[0]
-    assert gap_s - 0.3 <= telemetry["seconds without device"] <= 4.0
+    assert gap_s - 0.3 <= telemetry["seconds without device"] <= 5.0
     assert office.opened == 2
 
     def audio(t0, t1):
@@ -412,13 +412,15 @@ def test_mask_command_silences_a_lost_amplifier_and_fades_in_when_it_is_back(
     unplugged, plugged = fired
     playing = audio(0.7, unplugged)
     gone = audio(unplugged + 0.01, plugged)
-    back = audio(plugged, 4.0)
+    back = audio(plugged, 5.0)
     assert float(np.sqrt(np.mean(np.square(playing)))) > 1e-4  # it played before
     assert not np.any(gone)  # nobody calls a vanished device
     # The first 10 ms of sound after the return are the fade-in's start, more than 20 dB below
     # the level half a second later: the zones did not come back at full level.
     sound = back[np.any(back != 0.0, axis=1)]
-    assert sound.shape[0] > 48000
+    # The run goes on 3 s after the return; a loaded machine may reopen late (retry up to 1 s
+    # plus a poll), so ask for the one second of sound the comparison below uses.
+    assert sound.shape[0] >= 48000
     first = float(np.sqrt(np.mean(np.square(sound[:480]))))
     steady = float(np.sqrt(np.mean(np.square(sound[24000:48000]))))
     assert 20.0 * np.log10(first / steady) < -20.0
