@@ -647,7 +647,8 @@ def measure_roundtrip(
     stream = DeviceStream(
         pipeline, "duplex", input_device=input_device, output_device=output_device
     )
-    timeout_s = len(train) / sample_rate + 5.0
+    # Generous: a sound server starved by a busy machine can start a stream seconds late.
+    timeout_s = len(train) / sample_rate + 15.0
     with stream:
         deadline = time.monotonic() + timeout_s
         while not probe.done and time.monotonic() < deadline:
