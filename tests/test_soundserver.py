@@ -522,9 +522,9 @@ def test_headset_receive_path_protects_the_ear_through_the_virtual_speaker(sinks
     lag = lag_of(far_end, recorded, SAMPLE_RATE // 2)
     aligned = recorded[lag : lag + len(x)]
     # Judged from 0.5 s on: the client may start playing while the engine's capture is still in
-    # its warm-up (the first buffer and two blocks are discarded on ALSA), and on a loaded CI
-    # machine that cut the first few hundred ms (correlation 0.86-0.88 over the whole, > 0.98
-    # per 0.25 s window after it). What follows must arrive intact.
+    # its warm-up (the first buffer and two blocks are discarded on ALSA). Two full CI runs gave
+    # 0.86 and 0.88 over the whole signal while a lone run gives 0.976 with every 0.25 s window
+    # above 0.98, so the start is the likely loss; what follows it must arrive intact.
     settled = SAMPLE_RATE // 2
     speech_part = slice(settled, len(far_end))
     squeal_part = slice(len(far_end), len(far_end) + len(squeal))
