@@ -17,8 +17,10 @@ Two ways to use it:
   safe; a Numba biquad cascade with its state kept between blocks);
 - :func:`weight_signal`, the offline function for whole recordings (same coefficients, SciPy).
 
-:func:`sos_filter_kernel` is the shared real-time biquad-cascade kernel; the one-third-octave
-filterbank uses it too.
+:func:`sos_filter_kernel` is the real-time biquad-cascade kernel (the dosimeter runs it too); the
+one-third-octave filterbank runs the same cascade per band in its own kernel, with the same clamp
+and NaN reset: a shared per-sample helper measured 2.2x slower in Numba (views per call), so
+the loop is written out in both.
 """
 
 from __future__ import annotations
